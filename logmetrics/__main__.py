@@ -1,0 +1,3 @@
+from logmetrics.cli import main
+
+main()
