@@ -1,0 +1,143 @@
+"""The real-Prometheus harness (tests/prom.py) against a stdlib stand-in exporter.
+
+Until `logmetrics serve` exists, a tiny exposition served by `http.server` plays logmetrics: a real
+Prometheus scrapes it every second, and the queries below must see what it served. The backfill
+test writes an OpenMetrics file with three-day-old samples, turns it into TSDB blocks with
+`promtool tsdb create-blocks-from openmetrics` and queries them at their historical times.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from prom import (
+    EXPOSED_LABELS,
+    ExpositionServer,
+    Prometheus,
+    backfill,
+    check_names,
+    free_port,
+    grow_counters,
+    poll,
+    prometheus_running,
+    promql_names,
+)
+
+STUB = """\
+# HELP logmetrics_records_read_total Records read.
+# TYPE logmetrics_records_read_total counter
+logmetrics_records_read_total 10.0
+# HELP logmetrics_lag_seconds Now minus the newest record's time.
+# TYPE logmetrics_lag_seconds gauge
+logmetrics_lag_seconds 2.5
+"""
+
+
+@pytest.fixture(scope="module")
+def scraped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Prometheus, ExpositionServer]:  # type: ignore[misc]
+    """Prometheus scraping the stub as job `logmetrics`, and a dead address as job `gone`."""
+    with ExpositionServer(lambda n: grow_counters(STUB, n)) as stub:
+        targets = {"logmetrics": [stub.address], "gone": [f"127.0.0.1:{free_port()}"]}
+        with prometheus_running(tmp_path_factory.mktemp("prom"), targets) as prom:
+            prom.wait_for_scrapes("logmetrics", 3)
+            yield prom, stub
+
+
+@pytest.mark.real
+def test_scrapes_the_stub_and_reads_back_what_it_served(scraped: tuple[Prometheus, ExpositionServer]) -> None:
+    prom, stub = scraped
+    assert prom.value('up{job="logmetrics"}') == 1.0
+    assert prom.value('logmetrics_lag_seconds{job="logmetrics"}') == 2.5
+    # the counter is 10 * (scrape number): whatever Prometheus holds is one of the values served
+    latest = prom.value("logmetrics_records_read_total")
+    assert latest is not None and latest % 10 == 0 and 10 <= latest <= 10 * stub.scrapes
+    # ~10 per second: rate() sees the counter grow
+    rate = prom.wait_for("rate(logmetrics_records_read_total[5s])", lambda r: bool(r) and r[0].value > 0)
+    assert 2 < rate[0].value < 50
+    assert {t["labels"]["job"] for t in prom.targets()} == {"logmetrics", "gone"}  # type: ignore[index]
+
+
+@pytest.mark.real
+def test_a_dead_target_is_down(scraped: tuple[Prometheus, ExpositionServer]) -> None:
+    prom, _ = scraped
+    down = prom.wait_for('up{job="gone"} == 0')
+    assert [s.value for s in down] == [0.0]
+
+
+@pytest.mark.real
+def test_range_query_returns_points_over_time(scraped: tuple[Prometheus, ExpositionServer]) -> None:
+    prom, _ = scraped
+    now = time.time()
+    series = prom.query_range("logmetrics_records_read_total", now - 10, now, 1)
+    assert len(series) == 1 and series[0].labels["job"] == "logmetrics"
+    values = [v for _, v in series[0].points]
+    assert len(values) >= 2 and values == sorted(values) and values[-1] > values[0]
+
+
+@pytest.mark.real
+def test_waiting_for_what_never_happens_fails(scraped: tuple[Prometheus, ExpositionServer]) -> None:
+    prom, _ = scraped
+    with pytest.raises(TimeoutError, match="no_such_metric"):
+        prom.wait_for("no_such_metric", timeout=1.0)
+    with pytest.raises(TimeoutError):
+        poll(lambda: 1, lambda r: r == 2, timeout=0.3)
+
+
+@pytest.mark.real
+def test_backfilled_history_is_queryable_at_its_own_time(tmp_path: Path) -> None:
+    t0 = int(time.time()) - 3 * 86400  # three days ago: older than any head block
+    lines = ["# HELP litellm_spend_metric Total spend on LLM requests", "# TYPE litellm_spend_metric counter"]
+    for i in range(0, 61):  # one sample a minute for an hour, 0.01 USD a minute
+        lines.append(f'litellm_spend_metric_total{{model="gpt-4o-mini"}} {i * 0.01:.2f} {t0 + 60 * i}')
+    lines.append("# EOF")
+    hist = tmp_path / "hist.om"
+    hist.write_text("\n".join(lines) + "\n")
+
+    data = tmp_path / "data"
+    backfill(hist, data)
+    assert any(p.is_dir() and (p / "meta.json").exists() for p in data.iterdir()), "no block written"
+
+    with prometheus_running(tmp_path / "prom", data_dir=data, retention="100y") as prom:
+        t_end = t0 + 3600
+        assert prom.value("litellm_spend_metric_total", at=t_end) == pytest.approx(0.60)
+        spent = prom.value("sum(increase(litellm_spend_metric_total[30m]))", at=t_end)
+        assert spent == pytest.approx(0.30, rel=0.05)
+        series = prom.query_range("litellm_spend_metric_total", t0, t_end, 600)
+        assert [v for _, v in series[0].points] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+        assert prom.query("litellm_spend_metric_total") == []  # nothing "now": it is history
+
+
+@pytest.mark.parametrize(
+    ("expr", "problems"),
+    [
+        ('sum by (requested_model) (rate(litellm_proxy_total_requests_metric_total{status_code!="200"}[5m]))',
+         []),
+        ("sum by (model) (rate(litellm_proxy_total_requests_metric_total[5m]))",
+         ["by (model): litellm_proxy_total_requests_metric_total has no label model"]),
+        ('litellm_spend_metric_total{team_name="x"}', ["litellm_spend_metric_total has no label team_name"]),
+        ("rate(litellm_spend_metric[5m])", ["unknown metric litellm_spend_metric"]),
+        ("histogram_quantile(0.95, sum(rate(litellm_request_total_latency_metric_bucket[5m]))"
+         " by (le, model_group))", []),
+        ("sum(rate(litellm_overhead_latency_metric_sum[5m])) by (requested_model)",
+         ["by (requested_model): litellm_overhead_latency_metric_sum has no label requested_model"]),
+        ('logmetrics_lag_seconds > 300 and on (job, instance) up{job="logmetrics"} == 1', []),
+        ("up == 0 and on (source) logmetrics_lag_seconds", ["join label source is on no metric used"]),
+    ],
+    ids=["ok", "wrong-by-label", "wrong-matcher", "counter-without-total", "by-after-body", "overhead-by",
+         "join-ok", "join-unknown"],
+)  # fmt: skip
+def test_name_checker(expr: str, problems: list[str]) -> None:
+    assert check_names(expr) == problems
+
+
+def test_name_checker_tells_functions_from_metrics() -> None:
+    names = promql_names(
+        "histogram_quantile(0.99, sum by (le) (rate(litellm_llm_api_time_to_first_token_metric_bucket"
+        '{requested_model=~".*"}[1m] offset 5m))) * 1e3 > bool 2'
+    )
+    assert names.metrics == {"litellm_llm_api_time_to_first_token_metric_bucket"}
+    assert names.matchers == {("litellm_llm_api_time_to_first_token_metric_bucket", "requested_model")}
+    assert "litellm_zero_cost_requests_total" in EXPOSED_LABELS  # already ends in _total
+    assert "le" in EXPOSED_LABELS["litellm_deployment_latency_per_output_token_bucket"]
