@@ -58,7 +58,10 @@ FAMILIES: tuple[Family, ...] = (
         "Total number of requests made to the proxy server - track number of client side requests",
         ('end_user', 'hashed_api_key', 'api_key_alias', 'requested_model', 'team', 'team_alias', 'user', 'status_code', 'user_email', 'route', 'client_ip', 'user_agent', 'model_id', 'api_provider', 'org_id', 'org_alias'),
         None,
-        (Feed(EventKind.SUCCESS, "requests", "proxy"), Feed(EventKind.PROXY_FAILURE, "requests")),
+        (
+            Feed(EventKind.SUCCESS, "requests", "proxy"), Feed(EventKind.PROXY_FAILURE, "requests"),
+            Feed(EventKind.FAILURE, "requests", "proxy"),
+        ),
     ),
     Family(
         "litellm_proxy_failed_requests_metric",
@@ -66,7 +69,7 @@ FAMILIES: tuple[Family, ...] = (
         "Total number of failed responses from proxy - the client did not get a success response from litellm proxy",
         ('end_user', 'hashed_api_key', 'api_key_alias', 'requested_model', 'team', 'team_alias', 'user', 'user_email', 'exception_status', 'exception_class', 'route', 'client_ip', 'user_agent', 'model_id', 'api_provider', 'org_id', 'org_alias'),
         None,
-        (Feed(EventKind.PROXY_FAILURE, "requests"),),
+        (Feed(EventKind.PROXY_FAILURE, "requests"), Feed(EventKind.FAILURE, "requests", "proxy")),
     ),
     Family(
         "litellm_requests_metric",

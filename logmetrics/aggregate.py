@@ -1,0 +1,362 @@
+"""Plain state updated by the hot loop, and its projection onto LiteLLM's metric families.
+
+The hot loop (`Aggregator.add`) does one dict lookup per request event: events with the same
+label values share one accumulator (a list of numbers and lazily created histograms). Which
+family gets what is decided only when someone looks (`project()`, at scrape or at the end of a
+replay), by reading the metric table in `families.py`. prometheus_client is never touched here.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from logmetrics.events import (
+    DeploymentState,
+    EventKind,
+    Labels,
+    LogEvent,
+    ParseResult,
+    RequestEvent,
+    Skip,
+    SkipReason,
+)
+from logmetrics.families import DEFAULT_BUCKETS, FAMILIES, LATENCY_BUCKETS, ZERO_COST_REASON, Family
+
+# accumulator slots: counters first, then one histogram per observed duration
+COUNTERS = (
+    "requests", "spend", "total_tokens", "prompt_tokens", "completion_tokens", "cached_tokens",
+    "cache_creation_tokens", "audio_input_tokens", "reasoning_tokens", "audio_output_tokens",
+    "cache_hits", "cache_misses", "litellm_cached_tokens",
+)
+HISTOGRAMS: dict[str, tuple[float, ...]] = {
+    "total_latency": LATENCY_BUCKETS,
+    "api_latency": LATENCY_BUCKETS,
+    "ttft": LATENCY_BUCKETS,
+    "queue_time": LATENCY_BUCKETS,
+    "overhead_latency": LATENCY_BUCKETS,
+    "latency_per_output_token": DEFAULT_BUCKETS,
+}
+SLOT = {name: i for i, name in enumerate((*COUNTERS, *HISTOGRAMS))}
+# counters whose series exist for every event that feeds them (LiteLLM calls inc(0)); the others
+# exist only once something positive was added
+DENSE = frozenset({"requests", "spend", "total_tokens", "prompt_tokens", "completion_tokens", "zero_cost"})
+_H_TOTAL, _H_API, _H_TTFT, _H_QUEUE, _H_OVERHEAD, _H_PER_TOKEN = (SLOT[h] for h in HISTOGRAMS)
+_BOUNDS = tuple(HISTOGRAMS.values())
+OVERFLOW = "overflow"
+_OVERFLOW_LABELS = Labels(**{name: OVERFLOW for name in Labels.__struct_fields__})
+DEFAULT_MAX_SERIES = 10_000
+
+
+class Signature(msgspec.Struct, frozen=True, gc=False):
+    """Everything that decides an event's labels in any family."""
+
+    kind: EventKind
+    labels: Labels
+    deployment: Labels | None
+    proxy: Labels | None
+    zero_cost_reason: str | None
+
+
+@dataclass
+class Histogram:
+    """Per-bucket (not cumulative) counts, the last one for +Inf, and the sum."""
+
+    counts: list[int]
+    sum: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+
+@dataclass
+class ModelStats:
+    """What the live and summary tables show for one model (requested model or deployment)."""
+
+    requests: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    spend: float = 0.0
+    latency: dict[int, int] = field(default_factory=dict)  # log-scale sketch, ~1% relative error
+    ttft: dict[int, int] = field(default_factory=dict)
+    per_second: dict[int, list[int]] = field(default_factory=dict)  # second -> [requests, in, out]
+
+    def quantile(self, q: float, sketch: str = "latency") -> float | None:
+        return sketch_quantile(getattr(self, sketch), q)
+
+
+_SKETCH_SCALE = 50.0  # bucket width: a factor of e**(1/50), 2% wide, <=1% from the truth
+
+
+def sketch_add(sketch: dict[int, int], value: float) -> None:
+    key = math.floor(math.log(value) * _SKETCH_SCALE) if value > 0 else -(10**9)
+    sketch[key] = sketch.get(key, 0) + 1
+
+
+def sketch_quantile(sketch: dict[int, int], q: float) -> float | None:
+    total = sum(sketch.values())
+    if not total:
+        return None
+    rank = q * total
+    seen = 0
+    for key in sorted(sketch):
+        seen += sketch[key]
+        if seen >= rank:
+            return 0.0 if key == -(10**9) else math.exp((key + 0.5) / _SKETCH_SCALE)
+    return None  # unreachable
+
+
+@dataclass
+class Series:
+    """One projected family: label values (in the family's label order) -> value or Histogram."""
+
+    family: Family
+    values: dict[tuple[str, ...], float | Histogram]
+
+
+class Aggregator:
+    """Everything read so far, as plain data. Not thread-safe: the caller serialises access."""
+
+    def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES, by: str = "model") -> None:
+        self.max_series = max_series
+        self.by = by  # view grouping: "model" (requested model) or "deployment"
+        self.acc: dict[Signature, list[object]] = {}
+        self.state: dict[tuple[str | None, ...], int] = {}
+        self.records = 0
+        self.skipped: dict[SkipReason, int] = dict.fromkeys(SkipReason, 0)
+        self.access_lines: dict[tuple[str, str], int] = {}
+        self.log_lines: dict[str, int] = {}
+        self.series_dropped: dict[str, int] = {}
+        self.models: dict[str, ModelStats] = {}
+        self.newest_time: float | None = None
+        self.oldest_time: float | None = None
+
+    # -- the hot loop -------------------------------------------------------------------------
+    def add(self, result: ParseResult | None) -> None:
+        if result is None:
+            return
+        if isinstance(result, RequestEvent):
+            self.records += 1
+            self._request(result)
+        elif isinstance(result, Skip):
+            self.skipped[result.reason] += 1
+        else:
+            self.records += 1
+            self._log(result)
+
+    def skip(self, reason: SkipReason, n: int = 1) -> None:
+        self.skipped[reason] += n
+
+    def _log(self, e: LogEvent) -> None:
+        self.log_lines[e.level] = self.log_lines.get(e.level, 0) + 1
+        if e.route is not None and e.status is not None:
+            key = (e.route, e.status)
+            self.access_lines[key] = self.access_lines.get(key, 0) + 1
+        self._saw(e.time)
+
+    def _saw(self, t: float | None) -> None:
+        if t:
+            if self.newest_time is None or t > self.newest_time:
+                self.newest_time = t
+            if self.oldest_time is None or t < self.oldest_time:
+                self.oldest_time = t
+
+    def _request(self, e: RequestEvent) -> None:
+        self._saw(e.time)
+        sig = Signature(e.kind, e.labels, e.deployment, e.proxy, e.zero_cost_reason)
+        acc = self.acc.get(sig)
+        if acc is None:
+            if len(self.acc) >= self.max_series:
+                sig = self._overflow(sig)
+                acc = self.acc.get(sig)
+            if acc is None:
+                acc = self.acc[sig] = [0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None, None, None, None]
+        acc[0] += 1  # type: ignore[operator]
+        if e.state is not None:
+            s = e.state
+            key = (s.litellm_model_name, s.model_id, s.api_base, s.api_provider)
+            self.state.pop(key, None)  # re-insert: the newest write is last, as LiteLLM shows it
+            self.state[key] = s.value
+        if e.kind is EventKind.SUCCESS:
+            self._success(e, acc)
+        self._view(e)
+
+    def _success(self, e: RequestEvent, acc: list[object]) -> None:
+        acc[1] += e.spend or 0.0  # type: ignore[operator]
+        acc[2] += e.total_tokens or 0  # type: ignore[operator]
+        acc[3] += e.prompt_tokens or 0  # type: ignore[operator]
+        acc[4] += e.completion_tokens or 0  # type: ignore[operator]
+        if e.cached_tokens:
+            acc[5] += e.cached_tokens  # type: ignore[operator]
+        if e.cache_creation_tokens:
+            acc[6] += e.cache_creation_tokens  # type: ignore[operator]
+        if e.audio_input_tokens:
+            acc[7] += e.audio_input_tokens  # type: ignore[operator]
+        if e.reasoning_tokens:
+            acc[8] += e.reasoning_tokens  # type: ignore[operator]
+        if e.audio_output_tokens:
+            acc[9] += e.audio_output_tokens  # type: ignore[operator]
+        if e.cache_hit is True:
+            acc[10] += 1  # type: ignore[operator]
+            if e.total_tokens and e.total_tokens > 0:
+                acc[12] += e.total_tokens  # type: ignore[operator]
+        elif e.cache_hit is False:
+            acc[11] += 1  # type: ignore[operator]
+        for slot, value in (
+            (_H_TOTAL, e.total_latency), (_H_API, e.api_latency), (_H_TTFT, e.ttft),
+            (_H_QUEUE, e.queue_time), (_H_OVERHEAD, e.overhead_latency),
+            (_H_PER_TOKEN, e.latency_per_output_token),
+        ):
+            if value is not None:
+                h = acc[slot]
+                if h is None:
+                    bounds = _BOUNDS[slot - _H_TOTAL]
+                    h = acc[slot] = Histogram([0] * (len(bounds) + 1))
+                assert isinstance(h, Histogram)
+                h.counts[bisect_left(_BOUNDS[slot - _H_TOTAL], value)] += 1
+                h.sum += value
+
+    def _overflow(self, sig: Signature) -> Signature:
+        for family in FAMILIES:
+            if any(feed.kind is sig.kind for feed in family.feeds):
+                self.series_dropped[family.name] = self.series_dropped.get(family.name, 0) + 1
+        o = _OVERFLOW_LABELS
+        return Signature(sig.kind, o, o if sig.deployment else None, o if sig.proxy else None,
+                         OVERFLOW if sig.zero_cost_reason else None)
+
+    def _view(self, e: RequestEvent) -> None:
+        lab = e.labels
+        if self.by == "deployment":
+            key = (e.deployment or lab).litellm_model_name or lab.model or "None"
+        else:
+            key = lab.requested_model or lab.model_group or lab.model or "None"
+        stats = self.models.get(key)
+        if stats is None:
+            if len(self.models) >= self.max_series:
+                key = OVERFLOW
+                stats = self.models.get(key)
+            if stats is None:
+                stats = self.models[key] = ModelStats()
+        stats.requests += 1
+        second = int(e.time)
+        slot = stats.per_second.get(second)
+        if slot is None:
+            slot = stats.per_second[second] = [0, 0, 0]
+            if len(stats.per_second) > 180:
+                for old in sorted(stats.per_second)[:-120]:
+                    del stats.per_second[old]
+        slot[0] += 1
+        if e.kind is not EventKind.SUCCESS:
+            stats.failures += 1
+            return
+        stats.prompt_tokens += e.prompt_tokens or 0
+        stats.completion_tokens += e.completion_tokens or 0
+        slot[1] += e.prompt_tokens or 0
+        slot[2] += e.completion_tokens or 0
+        stats.spend += e.spend or 0.0
+        if e.total_latency is not None:
+            sketch_add(stats.latency, e.total_latency)
+        if e.ttft is not None:
+            sketch_add(stats.ttft, e.ttft)
+
+    # -- projection ---------------------------------------------------------------------------
+    def project(self) -> list[Series]:
+        """Every LiteLLM family with its series, as LiteLLM's exporter would hold them."""
+        out = []
+        for family in FAMILIES:
+            if family.name == "litellm_deployment_state":
+                state = {tuple(_label(v) for v in key): float(v) for key, v in self.state.items()}
+                out.append(Series(family, state))  # type: ignore[arg-type]
+                continue
+            values: dict[tuple[str, ...], float | Histogram] = {}
+            for feed in family.feeds:
+                slot = SLOT.get(feed.value, 0)
+                for sig, acc in self.acc.items():
+                    if sig.kind is not feed.kind:
+                        continue
+                    labels = _labels_from(sig, feed.labels_from)
+                    if labels is None:
+                        continue
+                    if feed.value == "zero_cost":
+                        if sig.zero_cost_reason is None:
+                            continue
+                        value: object = acc[0]
+                    else:
+                        value = acc[slot]
+                    if value is None or (feed.value not in DENSE and not value):
+                        continue
+                    key = _key(family, labels, sig)
+                    _merge(values, key, value)
+            out.append(Series(family, values))
+        return out
+
+
+def _labels_from(sig: Signature, source: str) -> Labels | None:
+    if source == "labels":
+        return sig.labels
+    if source == "deployment":
+        return sig.deployment or sig.labels
+    # proxy: success and post-call failure default to their labels; a failure event feeds the
+    # proxy families only when its record implies the hook call (payload-only logs)
+    if sig.proxy is not None or sig.kind is EventKind.FAILURE:
+        return sig.proxy
+    return sig.labels
+
+
+def _label(value: str | None) -> str:
+    return "None" if value is None else value
+
+
+def sanitize(value: str | None) -> str:
+    """LiteLLM's `sanitize_prometheus_label_value` (types/integrations/prometheus.py:48)."""
+    if value is None:
+        return "None"
+    cleaned = value.translate(_TRANSLATE)
+    if "\\" in cleaned or '"' in cleaned:
+        cleaned = cleaned.replace("\\", "\\\\").replace('"', '\\"')
+    return cleaned
+
+
+_TRANSLATE = str.maketrans("\n", " ", "\r\u2028\u2029")
+_UNSANITIZED = frozenset({"end_user"})  # LiteLLM passes end_user through as it is
+
+
+def _key(family: Family, labels: Labels, sig: Signature) -> tuple[str, ...]:
+    out = []
+    for name in family.labels:
+        if name == ZERO_COST_REASON:
+            out.append(_label(sig.zero_cost_reason))
+        elif name in _UNSANITIZED:
+            out.append(_label(getattr(labels, name)))
+        else:
+            out.append(sanitize(getattr(labels, name)))
+    return tuple(out)
+
+
+def _merge(values: dict[tuple[str, ...], float | Histogram], key: tuple[str, ...], value: object) -> None:
+    if isinstance(value, Histogram):
+        have = values.get(key)
+        if have is None:
+            values[key] = Histogram(list(value.counts), value.sum)
+        else:
+            assert isinstance(have, Histogram)
+            have.counts = [a + b for a, b in zip(have.counts, value.counts)]
+            have.sum += value.sum
+    else:
+        assert isinstance(value, (int, float))
+        values[key] = values.get(key, 0.0) + value  # type: ignore[operator]
+
+
+def feed_all(agg: Aggregator, results: Iterable[ParseResult | None]) -> None:
+    add = agg.add
+    for r in results:
+        add(r)
+
+
+__all__ = ["Aggregator", "DeploymentState", "Histogram", "ModelStats", "Series", "feed_all", "sanitize"]

@@ -1,0 +1,175 @@
+"""The `logmetrics` command (typer). The only place that prints errors and exits.
+
+stdout is data (tables, JSON, exposition); stderr is for people. Exit codes: 0 success,
+1 runtime failure, 2 usage error (a bad option, a path that does not exist).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import msgspec
+import typer
+from rich.console import Console
+
+from logmetrics import __version__
+from logmetrics.aggregate import Aggregator
+from logmetrics.errors import LogmetricsError, UsageError
+from logmetrics.export import OpenMetricsBackfill, exposition
+from logmetrics.parse import DEFAULT_MAX_LINE_BYTES, InvalidTime, Parser, epoch
+from logmetrics.pipeline import Filters, Ingest, replay
+from logmetrics.view import skipped_line, skipped_summary, summary_rows, summary_table
+
+app = typer.Typer(
+    name="logmetrics",
+    help="Turn LiteLLM proxy request logs into Prometheus metrics (LiteLLM's own names and labels) "
+    "and terminal views.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"logmetrics: {message}", markup=False)
+    raise SystemExit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"logmetrics {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """logmetrics: LiteLLM request records -> Prometheus metrics and live tables."""
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_when(text: str | None, option: str) -> float | None:
+    """`15m` (that long ago), an ISO time (no zone = local), or epoch seconds."""
+    if text is None:
+        return None
+    m = _DURATION.match(text.strip())
+    if m:
+        return time.time() - float(m.group(1)) * _UNIT[m.group(2)]
+    try:
+        return epoch(text)
+    except InvalidTime:
+        raise UsageError(f"{option} {text!r}: give a duration like 15m or 2h, or an ISO time") from None
+
+
+def parse_step(text: str) -> float:
+    m = _DURATION.match(text.strip())
+    if m:
+        return float(m.group(1)) * _UNIT[m.group(2)]
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"--step {text!r}: give seconds or a duration like 60s or 5m") from None
+    if value <= 0:
+        raise UsageError("--step must be positive")
+    return value
+
+
+MAX_LINE_HELP = "Longest line accepted, in bytes; longer lines are skipped and counted (too_long)."
+END_USER_HELP = (
+    "Fill the end_user label from payload-only records, as LiteLLM does with "
+    "enable_end_user_cost_tracking_prometheus_only (records from logmetrics' callback carry the setting)."
+)
+
+
+@app.command("replay")
+def replay_cmd(
+    paths: Annotated[list[str], typer.Argument(
+        help="Files, globs, directories, .gz archives, journald .journal files, or - for stdin. "
+        "Rotated sets are read oldest first.", show_default=False)],
+    metrics_out: Annotated[Path | None, typer.Option(
+        "--metrics-out", help="Write the final state as Prometheus text exposition (what /metrics "
+        "would serve after reading the same records).", show_default=False)] = None,
+    openmetrics_out: Annotated[Path | None, typer.Option(
+        "--openmetrics-out", help="Write OpenMetrics with per-sample timestamps from the records' own "
+        "times, one snapshot every --step, for `promtool tsdb create-blocks-from openmetrics`.",
+        show_default=False)] = None,
+    step: Annotated[str, typer.Option("--step", help="Sample step of --openmetrics-out.")] = "60s",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout "
+                                           "instead of a table.")] = False,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", help="Only records whose requested model, model group or deployment matches this "
+        "glob (repeatable), e.g. --model 'gpt-4o*'.", show_default=False)] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only records at or after this time: 15m, 2h, 7d (ago) or an ISO time.",
+        show_default=False)] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", help="Only records before this time (same forms as --since).", show_default=False)] = None,
+    by: Annotated[str, typer.Option("--by", help="Summary rows per requested `model` or per `deployment`.")
+                  ] = "model",
+    end_user: Annotated[bool, typer.Option("--end-user-label", help=END_USER_HELP)] = False,
+    max_line: Annotated[int, typer.Option("--max-line-bytes", help=MAX_LINE_HELP)] = DEFAULT_MAX_LINE_BYTES,
+    max_series: Annotated[int, typer.Option(
+        "--max-series", help="Cardinality cap: distinct label sets kept before new ones are folded into "
+        "an overflow series (logmetrics_series_dropped_total).")] = 10_000,
+) -> None:
+    """Process archived LiteLLM logs offline: a per-model summary, and metrics Prometheus can load.
+
+    Example: logmetrics replay /var/log/litellm/requests.log* --metrics-out final.prom
+    """
+    if by not in ("model", "deployment"):
+        raise UsageError("--by takes model or deployment")
+    filters = Filters(models=model or [], since=parse_when(since, "--since"), until=parse_when(until, "--until"))
+    agg = Aggregator(max_series=max_series, by=by)
+    with ExitStack() as stack:
+        backfill = None
+        if openmetrics_out is not None:
+            out = stack.enter_context(_create(openmetrics_out))
+            backfill = OpenMetricsBackfill(out, parse_step(step))
+        ingest = Ingest(agg, Parser(max_line_bytes=max_line, end_user_label=end_user), filters, backfill)
+        stats = replay(paths, ingest)
+    if metrics_out is not None:
+        with _create(metrics_out) as f:
+            f.write(exposition(agg))
+    if json_out:
+        doc = {"models": summary_rows(agg), "records": agg.records, "skipped": skipped_summary(agg),
+               "files": stats.files, "bytes": stats.bytes_read}
+        sys.stdout.buffer.write(msgspec.json.encode(doc) + b"\n")
+    else:
+        Console(highlight=False).print(summary_table(agg))
+        err.print(skipped_line(agg), markup=False)
+    if stats.unreadable:
+        err.print(f"{stats.unreadable} file(s) could not be read to the end", markup=False)
+
+
+def _create(path: Path):  # type: ignore[no-untyped-def]
+    try:
+        return open(path, "wb")
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror}") from None
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=True)
+    except UsageError as e:
+        fail(str(e), 2)
+    except LogmetricsError as e:
+        fail(str(e), 1)
+    except KeyboardInterrupt:
+        raise SystemExit(0) from None
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0) from None

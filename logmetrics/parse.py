@@ -1,0 +1,270 @@
+"""bytes -> RequestEvent | LogEvent | Skip. Never raises on data; never keeps a line's text.
+
+A line's shape is told by its content, never by the file it came from:
+- a logmetrics request record (`"logmetrics_record": "request"`, docs/record-format.md);
+- a LiteLLM StandardLoggingPayload (`status` + `call_type`/`model_group`);
+- a compact request record (`model` + `latency_ms`/`tokens`/`level`);
+- a LiteLLM `json_logs` line (`message` + `level`): access lines and errors become LogEvents;
+- a `journalctl -o json` envelope: its MESSAGE (text or byte ints) is parsed again as any of
+  the above, or as a plain-text log line.
+Times are normalised here, in `epoch()`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import msgspec
+
+from logmetrics.events import (
+    DeploymentState,
+    EventKind,
+    Labels,
+    LogEvent,
+    ParseResult,
+    RequestEvent,
+    Skip,
+    SkipReason,
+)
+from logmetrics.records import LINE_DECODER, Facts, Line
+from logmetrics.slp import InvalidDuration, event_from_hook, event_from_payload
+
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+RECORD_VERSIONS = frozenset({1})
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL", "EXCEPTION": "ERROR"}
+# syslog PRIORITY -> level, for plain-text journald lines that name no level themselves
+_PRIORITY_LEVELS = ("CRITICAL", "CRITICAL", "CRITICAL", "ERROR", "WARNING", "INFO", "INFO", "DEBUG")
+_ACCESS = re.compile(r'"([A-Z]+) (/[^ "?]*)[^ "]* HTTP/[0-9.]+" (\d{3})')
+_PLAIN_LEVEL = re.compile(r"\b(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
+
+_NOT_JSON = Skip(SkipReason.NOT_JSON)
+_INVALID_UTF8 = Skip(SkipReason.INVALID_UTF8)
+_TOO_LONG = Skip(SkipReason.TOO_LONG)
+_TOO_DEEP = Skip(SkipReason.TOO_DEEP)
+_UNKNOWN = Skip(SkipReason.UNKNOWN_SHAPE)
+_INVALID_FIELD = Skip(SkipReason.INVALID_FIELD)
+_INVALID_DURATION = Skip(SkipReason.INVALID_DURATION)
+_INVALID_TIME = Skip(SkipReason.INVALID_TIME)
+_UNSUPPORTED = Skip(SkipReason.UNSUPPORTED_VERSION)
+_INVALID_KEY = Skip(SkipReason.INVALID_KEY)
+
+
+class InvalidTime(ValueError):
+    pass
+
+
+def epoch(value: str | float | int | None) -> float | None:
+    """Any record time as UTC epoch seconds: ISO 8601 with or without zone (without = local time,
+    as LiteLLM's json_logs writes), epoch seconds, milliseconds or microseconds (number or digits)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            value = int(text)
+        else:
+            try:
+                return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                raise InvalidTime(value) from None
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise InvalidTime(value)
+    if number > 1e14:
+        return number / 1e6
+    if number > 1e11:
+        return number / 1e3
+    return number
+
+
+def level_name(level: str | None) -> str:
+    name = (level or "INFO").upper()
+    name = _LEVEL_ALIASES.get(name, name)
+    return name if name in LEVELS else "INFO"
+
+
+@dataclass
+class Parser:
+    """Stateless apart from caches. `end_user_label` puts the payload's `end_user` into the label
+    when LiteLLM's `enable_end_user_cost_tracking_prometheus_only` is on (payload-only logs; the
+    callback records the gated value itself)."""
+
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    end_user_label: bool = False
+    _compact: dict[tuple[str | None, str | None, bool], tuple[Labels, DeploymentState]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def parse(self, line: bytes, *, envelope_time: float | None = None) -> ParseResult | None:
+        """One line (without its newline). None for a blank line, which is not a record."""
+        if len(line) > self.max_line_bytes:
+            return _TOO_LONG
+        if not line.strip():
+            return None
+        if line[:1] != b"{" and line.lstrip()[:1] != b"{":
+            return _NOT_JSON
+        try:
+            rec = LINE_DECODER.decode(line)
+        except msgspec.ValidationError:
+            return self._slow(line)
+        except msgspec.DecodeError:
+            return self._slow(line)
+        except UnicodeDecodeError:
+            return _INVALID_UTF8
+        except RecursionError:
+            return _TOO_DEEP
+        try:
+            return self._dispatch(rec, envelope_time)
+        except InvalidDuration:
+            return _INVALID_DURATION
+        except (InvalidTime, OverflowError, OSError, ValueError):
+            return _INVALID_TIME
+
+    def _dispatch(self, rec: Line, envelope_time: float | None) -> ParseResult | None:
+        if rec.logmetrics_record is not None:
+            return self._record(rec)
+        if rec.status is not None and (rec.call_type is not None or rec.model_group is not None):
+            event = event_from_payload(rec, None, None, end_user_label=self.end_user_label)
+            return event if event is not None else _INVALID_KEY
+        if rec.model is not None and (rec.latency_ms is not None or rec.tokens is not None):
+            return self._compact_record(rec)
+        if rec.MESSAGE is not None:
+            return self._journald(rec)
+        if rec.message is not None and rec.level is not None:
+            return _log_event(rec.message, rec.level, rec.component, rec.litellm_call_id, rec.timestamp,
+                              envelope_time)
+        return _UNKNOWN
+
+    def _record(self, rec: Line) -> ParseResult:
+        if rec.logmetrics_record != "request" or rec.version not in RECORD_VERSIONS:
+            return _UNSUPPORTED
+        if rec.hook == "post_call_failure":
+            if rec.labels is None:
+                return _INVALID_FIELD
+            facts = rec.facts
+            time = rec.time if rec.time is not None else 0.0
+            return event_from_hook(rec.labels, time, facts.error_message if facts else None)
+        if rec.hook not in ("success", "failure") or rec.payload is None:
+            return _INVALID_FIELD
+        if rec.hook == "failure":
+            rec.payload.status = "failure"
+        event = event_from_payload(rec.payload, rec.facts or _EMPTY_FACTS, rec.time)
+        return event if event is not None else _INVALID_KEY
+
+    def _compact_record(self, rec: Line) -> ParseResult:
+        time = epoch(rec.timestamp)
+        failed = level_name(rec.level) in ("ERROR", "CRITICAL")
+        latency = rec.latency_ms
+        if latency is not None and not 0 <= latency < math.inf:
+            return _INVALID_DURATION
+        key = (rec.model, rec.provider, failed)
+        cached = self._compact.get(key)
+        if cached is None:
+            labels = Labels(
+                requested_model=rec.model, model_group=rec.model, model=rec.model,
+                litellm_model_name=rec.model, api_provider=rec.provider,
+                status_code=None if failed else "200",
+            )
+            state = DeploymentState(rec.model, "", "", rec.provider or "", 1 if failed else 0)
+            if len(self._compact) < 4096:
+                self._compact[key] = (labels, state)
+        else:
+            labels, state = cached
+        if failed:
+            return RequestEvent(
+                kind=EventKind.FAILURE, time=time or 0.0, labels=labels, proxy=labels, state=state,
+                level="ERROR", error_message=rec.error[:300] if rec.error else None,
+            )
+        tokens = rec.tokens
+        return RequestEvent(
+            kind=EventKind.SUCCESS, time=time or 0.0, labels=labels, state=state, spend=0.0,
+            prompt_tokens=(tokens.prompt or 0) if tokens else 0,
+            completion_tokens=(tokens.completion or 0) if tokens else 0,
+            total_tokens=(tokens.total or 0) if tokens else 0,
+            total_latency=latency / 1000 if latency is not None else None,
+        )
+
+    def _journald(self, rec: Line) -> ParseResult | None:
+        message = rec.MESSAGE
+        raw = bytes(message) if isinstance(message, list) else (message or "").encode()
+        when = epoch(int(rec.realtime_timestamp)) if rec.realtime_timestamp else None
+        inner = raw.strip()
+        if inner[:1] == b"{":
+            result = self.parse(inner, envelope_time=when)
+            if not (isinstance(result, Skip) and result.reason is SkipReason.NOT_JSON):
+                return result
+        text = raw.decode("utf-8", "replace")
+        found = _PLAIN_LEVEL.search(text)
+        if found:
+            level = found.group(1)
+        elif rec.PRIORITY and rec.PRIORITY.isdigit() and int(rec.PRIORITY) < 8:
+            level = _PRIORITY_LEVELS[int(rec.PRIORITY)]
+        else:
+            level = "INFO"
+        return _log_event(text, level, None, None, None, when)
+
+    def _slow(self, line: bytes) -> Skip | LogEvent:
+        """The fast decode failed: find out why, with a generic decode."""
+        try:
+            text = line.decode()
+        except UnicodeDecodeError:
+            return _INVALID_UTF8
+        try:
+            obj = json.loads(text)
+        except RecursionError:
+            return _TOO_DEEP
+        except ValueError:
+            return _NOT_JSON
+        if not isinstance(obj, dict):
+            return _UNKNOWN
+        if any(isinstance(v, float) and not math.isfinite(v) for v in _numbers(obj)):
+            return _INVALID_DURATION
+        # a json_logs line may carry extra keys of any type merged from its message
+        message, level = obj.get("message"), obj.get("level")
+        if isinstance(message, str) and isinstance(level, str) and "model_group" not in obj and (
+            "latency_ms" not in obj
+        ):
+            ts = obj.get("timestamp")
+            call_id = obj.get("litellm_call_id")
+            component = obj.get("component")
+            try:
+                return _log_event(
+                    message, level, component if isinstance(component, str) else None,
+                    call_id if isinstance(call_id, str) else None,
+                    ts if isinstance(ts, (str, int, float)) else None, None,
+                )
+            except (InvalidTime, ValueError, OverflowError, OSError):
+                return _INVALID_TIME
+        return _INVALID_FIELD
+
+
+def _numbers(obj: object, depth: int = 0) -> list[float]:
+    if depth > 4:
+        return []
+    if isinstance(obj, float):
+        return [obj]
+    if isinstance(obj, dict):
+        return [n for v in obj.values() for n in _numbers(v, depth + 1)]
+    if isinstance(obj, list):
+        return [n for v in obj[:64] for n in _numbers(v, depth + 1)]
+    return []
+
+
+_EMPTY_FACTS = Facts()
+
+
+def _log_event(
+    message: str, level: str, component: str | None, call_id: str | None,
+    timestamp: str | float | None, fallback_time: float | None,
+) -> LogEvent:
+    time = epoch(timestamp) if timestamp is not None else fallback_time
+    access = _ACCESS.search(message) if '" ' in message else None
+    if access:
+        return LogEvent(time=time, level=level_name(level), component=component, method=access.group(1),
+                        route=access.group(2), status=access.group(3), call_id=call_id)
+    return LogEvent(time=time, level=level_name(level), component=component, call_id=call_id)

@@ -1,0 +1,80 @@
+"""Wires the stages: source lines -> parser -> filters -> aggregator (-> backfill snapshots).
+
+`replay()` is the offline loop; `serve` and `tail` use `Ingest` on their followers' batches.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from logmetrics.aggregate import Aggregator
+from logmetrics.events import LogEvent, ParseResult, RequestEvent, Skip, SkipReason
+from logmetrics.export import OpenMetricsBackfill
+from logmetrics.parse import Parser
+from logmetrics.sources.archive import ReadStats, expand, read_lines
+
+_FILTERED = Skip(SkipReason.FILTERED)
+
+
+@dataclass
+class Filters:
+    """Record filters: model globs (requested model, model group or deployment), time range."""
+
+    models: list[str] = field(default_factory=list)
+    since: float | None = None
+    until: float | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.models) or self.since is not None or self.until is not None
+
+    def keep(self, r: RequestEvent | LogEvent) -> bool:
+        t = r.time
+        if self.since is not None and (t is None or t < self.since):
+            return False
+        if self.until is not None and (t is None or t >= self.until):
+            return False
+        if self.models:
+            if not isinstance(r, RequestEvent):
+                return False
+            lab = r.labels
+            names = {lab.requested_model, lab.model_group, lab.model, lab.litellm_model_name}
+            if r.deployment is not None:
+                names.add(r.deployment.litellm_model_name)
+            return any(n and fnmatch.fnmatchcase(n, g) for n in names for g in self.models)
+        return True
+
+
+@dataclass
+class Ingest:
+    """Parse and aggregate lines, applying filters; the one loop every command shares."""
+
+    agg: Aggregator
+    parser: Parser
+    filters: Filters = field(default_factory=Filters)
+    backfill: OpenMetricsBackfill | None = None
+
+    def lines(self, lines: Iterable[bytes]) -> None:
+        parse, add, filters, backfill = self.parser.parse, self.agg.add, self.filters, self.backfill
+        for line in lines:
+            r: ParseResult | None = parse(line)
+            if r is None:
+                continue
+            if filters and not isinstance(r, Skip) and not filters.keep(r):
+                r = _FILTERED
+            elif backfill is not None and not isinstance(r, Skip) and r.time:
+                backfill.observe_time(self.agg, r.time)
+            add(r)
+
+
+def replay(paths: list[str], ingest: Ingest) -> ReadStats:
+    """Read every file of `paths` (rotated sets oldest first) into `ingest`."""
+    files = expand(paths)
+    stats = ReadStats()
+    ingest.lines(read_lines(files, stats, ingest.parser.max_line_bytes))
+    ingest.agg.skip(SkipReason.TOO_LONG, stats.too_long)
+    ingest.agg.skip(SkipReason.UNREADABLE, stats.unreadable)
+    if ingest.backfill is not None:
+        ingest.backfill.close(ingest.agg)
+    return stats

@@ -1,0 +1,286 @@
+"""StandardLoggingPayload (+ the callback's facts) -> RequestEvent, with LiteLLM's exporter rules.
+
+Follows LiteLLM 1.109.1's `litellm/integrations/prometheus.py` as documented, line by line, in
+../shared/reference/mapping-notes.md. With the facts of a logmetrics request record the result is
+exact; from a bare payload it is the closest approximation the payload allows:
+- latencies use the payload's `startTime` (routing and queue time missing), LLM API latency and
+  TTFT start there too (no API-call start in the payload);
+- the `model` label is the payload model minus its `provider/` prefix;
+- a failure payload stands for the post-call failure hook too (`proxy` labels), with
+  `requested_model` "other" for a model the proxy did not know and the payload's
+  `error_information` as exception status and class;
+- whether a deployment was selected is guessed from the exception class.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import msgspec
+
+from logmetrics.events import DeploymentState, EventKind, Labels, RequestEvent
+from logmetrics.records import USAGE_DECODER, Facts, Metadata, Payload, Time
+
+_NO_METADATA = Metadata()
+_NO_FACTS = Facts()
+# service tiers LiteLLM accepts from the request (service_tier_utils.py)
+_KNOWN_TIERS = frozenset({"flex", "priority", "auto", "default", "scale", "standard", "standard_only", "batch"})
+# exceptions LiteLLM raises before routing: no deployment was selected for them
+_PROXY_LEVEL_ERRORS = frozenset(
+    {"ProxyModelNotFoundError", "ProxyMissingRequiredParamError", "MockTestingParamsDisabledError",
+     "MalformedRequestFieldError", "ProxyException", "BadRequestError"}
+)
+_ERROR_MESSAGE_CHARS = 300
+
+
+class InvalidDuration(ValueError):
+    """A duration that is NaN, infinite or negative: the record is skipped."""
+
+
+def wall(value: Time) -> datetime | None:
+    """A LiteLLM time as the naive wall-clock datetime LiteLLM subtracts (UTC for epoch floats:
+    differences are what matter, and UTC keeps them free of the host's DST)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value)
+        return parsed.replace(tzinfo=None) if parsed.tzinfo else parsed
+    return datetime.fromtimestamp(value, timezone.utc).replace(tzinfo=None)
+
+
+def seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return (end - start).total_seconds()
+
+
+def checked(value: float | None) -> float | None:
+    if value is not None and not 0 <= value < float("inf"):
+        raise InvalidDuration(value)
+    return value
+
+
+def strip_provider(model: str | None, provider: str | None) -> str | None:
+    if model and provider and model.startswith(provider + "/"):
+        return model[len(provider) + 1 :]
+    return model
+
+
+def exception_class_label(error_class: str | None, llm_provider: str | None) -> str | None:
+    """LiteLLM's `Provider.ClassName` form (P:3813): provider with only its first letter upper-cased."""
+    if not error_class:
+        return None
+    if llm_provider:
+        return f"{llm_provider[:1].upper()}{llm_provider[1:]}.{error_class}"
+    return error_class
+
+
+def _positive(value: int | float | None) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return None
+    return int(value) if float(value).is_integer() else value  # type: ignore[return-value]
+
+
+def _service_tier(p: Payload) -> str | None:
+    usage = p.metadata.usage_object if p.metadata else None
+    if b'"service_tier"' in bytes(p.response):
+        try:
+            tier = USAGE_DECODER.decode(p.response).service_tier
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            tier = None
+        if tier:
+            return tier
+    if usage is not None and usage.service_tier:
+        return usage.service_tier
+    if b'"service_tier"' in bytes(p.model_parameters):
+        try:
+            tier = USAGE_DECODER.decode(p.model_parameters).service_tier
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return None
+        return tier if tier in _KNOWN_TIERS else None
+    return None
+
+
+def _labels(p: Payload, md: Metadata, f: Facts, end_user_label: bool, model: str | None) -> Labels:
+    end_user = f.end_user if f is not _NO_FACTS else (p.end_user if end_user_label else None)
+    return Labels(
+        end_user=end_user,
+        hashed_api_key=md.user_api_key_hash,
+        api_key_alias=md.user_api_key_alias,
+        requested_model=p.model_group,
+        model_group=p.model_group,
+        team=md.user_api_key_team_id,
+        team_alias=md.user_api_key_team_alias,
+        user=md.user_api_key_user_id,
+        user_email=md.user_api_key_user_email,
+        org_id=md.user_api_key_org_id,
+        org_alias=md.user_api_key_org_alias,
+        model=model,
+        litellm_model_name=model,
+        model_id=p.model_id,
+        api_base=p.api_base,
+        api_provider=p.custom_llm_provider,
+        service_tier=f.service_tier if f is not _NO_FACTS else _service_tier(p),
+        route=md.user_api_key_request_route,
+        client_ip=md.requester_ip_address,
+        user_agent=md.user_agent,
+    )
+
+
+def event_from_payload(
+    p: Payload, facts: Facts | None, time: float | None, *, end_user_label: bool = False
+) -> RequestEvent | None:
+    """The event LiteLLM's exporter records for this payload, or None when it records nothing
+    (an unauthenticated request's event). Raises InvalidDuration, ValueError on bad times."""
+    f = facts or _NO_FACTS
+    if f.skip_metrics:
+        return None
+    md = p.metadata or _NO_METADATA
+    model = f.model if f.model is not None else strip_provider(p.model, p.custom_llm_provider)
+    labels = _labels(p, md, f, end_user_label, model)
+    hook_start = wall(f.hook_start_time) or wall(p.startTime)
+    hook_end = wall(f.hook_end_time) or wall(p.endTime)
+    end_time = time if time is not None else (p.endTime if p.endTime is not None else 0.0)
+    if p.status == "failure":
+        return _failure(p, f, md, labels, end_time, f.deployment_labels is None)
+
+    start = wall(f.start_time) or hook_start
+    end = wall(f.end_time) or hook_end
+    api_start = wall(f.api_call_start_time) if facts else (hook_start if p.cache_hit is not True else None)
+    completion_start = wall(f.completion_start_time) if facts else wall(p.completionStartTime)
+    stream = f.stream if facts else p.stream
+    queue = f.queue_time_seconds if facts else None
+    queue = queue if queue is not None and queue >= 0 else None
+    total = seconds(start, end)
+    if total is not None and queue is not None:
+        total += queue
+
+    completion_tokens = p.completion_tokens
+    per_token = None
+    if completion_tokens is not None and completion_tokens > 0 and hook_start and hook_end:
+        ttft_td = completion_start - hook_start if stream is True and completion_start else None
+        per_token = ((ttft_td or (hook_end - hook_start)).total_seconds()) / completion_tokens
+
+    usage = md.usage_object
+    prompt_details = usage.prompt_tokens_details if usage else None
+    completion_details = usage.completion_tokens_details if usage else None
+    cache_write = None
+    if prompt_details is not None:
+        for value in (prompt_details.cache_write_tokens, prompt_details.cache_creation_tokens):
+            if isinstance(value, int) and not isinstance(value, bool):
+                cache_write = value
+                break
+    overhead_ms = p.hidden_params.litellm_overhead_time_ms if p.hidden_params else None
+    proxy = labels
+    if f.original_model_group and f.original_model_group != p.model_group:
+        proxy = msgspec.structs.replace(labels, requested_model=f.original_model_group)
+    state = DeploymentState(
+        model or "", f.model_info_id or p.model_id or "", p.api_base or "", p.custom_llm_provider or "", 0
+    )
+    return RequestEvent(
+        kind=EventKind.SUCCESS,
+        time=end_time,
+        labels=msgspec.structs.replace(labels, status_code="200"),
+        proxy=msgspec.structs.replace(proxy, status_code="200"),
+        state=state,
+        stream=stream,
+        spend=float(p.response_cost or 0.0),
+        prompt_tokens=p.prompt_tokens or 0,
+        completion_tokens=completion_tokens or 0,
+        total_tokens=p.total_tokens or 0,
+        cached_tokens=_positive(prompt_details.cached_tokens) if prompt_details else None,
+        cache_creation_tokens=_positive(cache_write),
+        audio_input_tokens=_positive(prompt_details.audio_tokens) if prompt_details else None,
+        reasoning_tokens=_positive(completion_details.reasoning_tokens) if completion_details else None,
+        audio_output_tokens=_positive(completion_details.audio_tokens) if completion_details else None,
+        total_latency=checked(total),
+        api_latency=checked(seconds(api_start, end)),
+        ttft=checked(seconds(api_start, completion_start)) if stream is True else None,
+        queue_time=checked(queue),
+        overhead_latency=checked(overhead_ms / 1000) if overhead_ms else None,
+        latency_per_output_token=checked(per_token),
+        cache_hit=p.cache_hit,
+        zero_cost_reason=p.zero_cost_diagnostic.reason if p.zero_cost_diagnostic else None,
+    )
+
+
+def _failure(p: Payload, f: Facts, md: Metadata, labels: Labels, time: float, payload_only: bool) -> RequestEvent:
+    info = p.error_information
+    status = f.exception_status
+    if status is None and info is not None and info.error_code not in (None, ""):
+        status = str(info.error_code)
+    exc_class = f.exception_class or exception_class_label(
+        info.error_class if info else None, info.llm_provider if info else None
+    )
+    labels = msgspec.structs.replace(
+        labels, model_id=p.model_id if p.model_id is not None else "", exception_status=status,
+        exception_class=exc_class,
+    )
+    if f.deployment_labels is not None:
+        deployment = Labels(**{k: v for k, v in f.deployment_labels.items() if k in Labels.__struct_fields__})
+        deployment = msgspec.structs.replace(deployment, exception_status=status, exception_class=exc_class)
+    else:
+        deployment = _guess_deployment(p, labels, info.error_class if info else None)
+    if f.deployment_state is not None:
+        s = f.deployment_state
+        state: DeploymentState | None = DeploymentState(
+            s.get("litellm_model_name"), s.get("model_id"), s.get("api_base"), s.get("api_provider"), 1
+        )
+    elif payload_only and deployment.litellm_model_name:
+        state = DeploymentState(labels.model or "", p.model_id, p.api_base, p.custom_llm_provider or "", 1)
+    else:
+        state = None
+    proxy = None
+    if payload_only:  # a failure payload stands for the post-call failure hook as well
+        requested = p.model_group if p.model_group else ("other" if p.model_group == "" else None)
+        proxy = msgspec.structs.replace(
+            labels, requested_model=requested, status_code=status,
+            api_provider=p.custom_llm_provider, model_id=p.model_id,
+        )
+    message = f.error_message if f.error_message is not None else p.error_str
+    return RequestEvent(
+        kind=EventKind.FAILURE,
+        time=time,
+        labels=labels,
+        deployment=deployment,
+        proxy=proxy,
+        state=state,
+        stream=f.stream if f is not _NO_FACTS else p.stream,
+        level="ERROR",
+        zero_cost_reason=p.zero_cost_diagnostic.reason if p.zero_cost_diagnostic else None,
+        error_message=message[:_ERROR_MESSAGE_CHARS] if message else None,
+    )
+
+
+def _guess_deployment(p: Payload, labels: Labels, error_class: str | None) -> Labels:
+    """Deployment-failure labels from a bare payload (P:3227-3375, without the live facts)."""
+    common = {
+        "hashed_api_key": labels.hashed_api_key, "api_key_alias": labels.api_key_alias,
+        "team": labels.team, "team_alias": labels.team_alias, "client_ip": labels.client_ip,
+        "user_agent": labels.user_agent, "exception_status": labels.exception_status,
+        "exception_class": labels.exception_class,
+    }
+    if p.model_id and error_class not in _PROXY_LEVEL_ERRORS:
+        return Labels(
+            litellm_model_name=labels.model, model_id=p.model_id, api_base=p.api_base,
+            api_provider=p.custom_llm_provider, requested_model=p.model_group or labels.model,
+            model_group=p.model_group, **common,
+        )
+    requested = p.model_group if p.model_group else "other"
+    return Labels(
+        litellm_model_name="", model_id="", api_base="", api_provider="", requested_model=requested,
+        model_group=p.model_group or "", **common,
+    )
+
+
+def event_from_hook(labels: dict[str, str | None], time: float, message: str | None) -> RequestEvent:
+    """A post-call failure hook record: its label values are LiteLLM's own (recorded live)."""
+    known = {k: v for k, v in labels.items() if k in Labels.__struct_fields__}
+    known.setdefault("status_code", known.get("exception_status"))
+    return RequestEvent(
+        kind=EventKind.PROXY_FAILURE,
+        time=time,
+        labels=Labels(**known),
+        level="ERROR",
+        error_message=message[:_ERROR_MESSAGE_CHARS] if message else None,
+    )
