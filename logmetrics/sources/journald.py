@@ -1,0 +1,330 @@
+"""The journald source: records of a systemd unit, read through `journalctl -o json --all`.
+
+Every line it yields is one whole JSON envelope as journalctl prints it; the parser unwraps
+`MESSAGE` (a string, or an array of byte ints when the line is not valid UTF-8 or holds control
+characters such as ANSI colours). `--all` is always passed: without it fields over 4096 bytes
+come out as `null`.
+
+`read_journal_file` reads a `.journal` file once (`logmetrics replay X.journal`).
+`JournalFollower` follows a unit and yields `Batch`es; `cursor()` is the `__CURSOR` of the
+last entry yielded (or skipped as too long), which the pipeline saves with its metric state so
+that a restart resumes with `--after-cursor`: no entry counted twice, none missed.
+
+First start (no saved cursor): from *now* (`-n 0`), unless `since` is given (`--since`, e.g.
+`"-1h"`, `"2026-11-22 07:00"`, `"@0"` for everything the journal holds). LiteLLM's own
+`/metrics` counts from its process start, mtail starts at the end of its logs, and history read
+at start-up becomes one step of a counter that `rate()`/`increase()` ignore anyway; the
+journal may also hold weeks. After the first start the saved cursor makes sure nothing is
+missed, across restarts of journalctl and of logmetrics.
+
+Units: a system unit is `-u UNIT`; the caller's own user unit `--user-unit UNIT`. Another
+user's unit (logmetrics running as root or in group `systemd-journal`) needs explicit matches,
+`_SYSTEMD_USER_UNIT=UNIT _UID=N`, because `--user-unit` also matches `_UID=` of the caller:
+pass `uid=N`.
+
+`journalctl --file` cannot follow (journalctl 252: "Failed to get journal fd"), so the
+follower reads a directory of journal files (`directory=`) when not reading the system journal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import selectors
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from logmetrics.errors import SourceError
+from logmetrics.sources.batch import Batch
+
+log = logging.getLogger(__name__)
+
+JOURNAL_MAGIC = b"LPKSHHRH"
+MAX_LINE_BYTES = 4 * 1024 * 1024  # one envelope; a 48K MESSAGE as byte ints is ~200K
+READ_SIZE = 1 << 20
+_CURSOR = re.compile(rb'"__CURSOR":"([^"\\]*)"')
+_CURSOR_TAIL = 512  # bytes kept between reads of a dropped line, to find its cursor
+_MISSING = "journalctl not found ({0}): install systemd (apt-get install systemd) or put it on PATH"
+
+
+def is_journal_file(path: Path | str) -> bool:
+    """True if `path` starts with the journal file magic `LPKSHHRH`."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(JOURNAL_MAGIC)) == JOURNAL_MAGIC
+    except OSError:
+        return False
+
+
+def read_journal_file(path: Path | str, *, journalctl: str = "journalctl") -> Iterator[bytes]:
+    """Every entry of a `.journal` file as its `journalctl -o json --all` line (no newline)."""
+    pattern = re.sub(r"([\\*?\[])", r"\\\1", str(path))  # --file takes a glob
+    argv = [journalctl, "--file", pattern, "-o", "json", "--all", "--no-pager"]
+    with tempfile.TemporaryFile() as err:
+        proc = _spawn(argv, stderr=err)
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                if line.strip():
+                    yield line.rstrip(b"\n")
+        finally:
+            rc = _reap(proc)
+        if rc != 0:
+            err.seek(0)
+            raise SourceError(f"journalctl could not read {path} (exit {rc}): {_text(err.read())}")
+
+
+@dataclass
+class FollowStats:
+    """What happened to the journalctl child; for `logmetrics_*` self-metrics and status lines."""
+
+    restarts: int = 0  # journalctl exited (or was killed) and was started again
+    entries: int = 0  # lines yielded
+    skipped_too_long: int = 0
+    empty_at_start: bool = False  # the unit had no entries when following began
+    last_exit: int | None = None  # journalctl's last exit status (negative: killed by that signal)
+    last_error: str = ""  # the last text journalctl wrote on stderr
+
+
+class JournalFollower:
+    """Follows one unit's journal entries, restarting journalctl with backoff if it exits.
+
+    Iterate it (once) for `Batch`es; after each batch `cursor()` is the checkpoint to save with
+    the state that batch updated. `stop` (or `close()`) ends iteration within `poll` seconds and
+    kills the child.
+    """
+
+    def __init__(
+        self,
+        unit: str,
+        *,
+        user: bool = False,
+        uid: int | None = None,
+        cursor: str | None = None,
+        since: str | None = None,
+        stop: threading.Event | None = None,
+        journalctl: str = "journalctl",
+        directory: Path | str | None = None,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        poll: float = 0.2,
+    ) -> None:
+        self.unit = unit
+        self.user = user or uid is not None
+        self.uid = uid
+        self.since = since
+        self.stop = stop if stop is not None else threading.Event()
+        self.journalctl = journalctl
+        self.directory = Path(directory) if directory is not None else None
+        self.max_line_bytes = max_line_bytes
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.poll = poll
+        self.stats = FollowStats()
+        self.source = f"journald:{'user:' if self.user else ''}{unit}"
+        self._cursor = cursor
+        self._started_at: float | None = None  # epoch of the first start, for restarts "from now"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def cursor(self) -> str | None:
+        """`__CURSOR` of the last entry yielded (or skipped as too long); None before any."""
+        return self._cursor
+
+    @property
+    def pid(self) -> int | None:
+        """The running journalctl's pid (tests kill it)."""
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+
+    def close(self) -> None:
+        self.stop.set()
+
+    def matches(self) -> list[str]:
+        """journalctl arguments that select the unit's entries."""
+        if self.uid is not None:
+            unit = self.unit if "." in self.unit else self.unit + ".service"
+            return [f"_SYSTEMD_USER_UNIT={unit}", f"_UID={self.uid}"]
+        return ["--user-unit" if self.user else "-u", self.unit]
+
+    def argv(self) -> list[str]:
+        """The follow command line for the current checkpoint."""
+        where = ["--directory", str(self.directory)] if self.directory is not None else []
+        argv = [self.journalctl, *where, "-o", "json", "--all", "--no-pager", "--follow"]
+        # --no-tail: with --follow, journalctl 252 otherwise prints only 10 entries after the
+        # cursor and then jumps to new ones, silently dropping the rest.
+        if self._cursor is not None:
+            argv += ["--after-cursor", self._cursor, "--no-tail"]
+        elif self.since is not None:
+            argv += ["--since", self.since, "--no-tail"]
+        elif self._started_at is not None:  # restarted before any entry arrived
+            argv += ["--since", f"@{self._started_at:.6f}", "--no-tail"]
+        else:
+            argv += ["-n", "0"]
+        return argv + self.matches()
+
+    def __iter__(self) -> Generator[Batch, None, None]:
+        self._probe()
+        delay = self.backoff_initial
+        first = True
+        while not self.stop.is_set():
+            argv = self.argv()
+            if self._started_at is None:
+                self._started_at = time.time()
+            started = time.monotonic()
+            produced = False
+            self._proc = proc = _spawn(argv, stderr=subprocess.PIPE)
+            try:
+                for batch in self._read(proc):
+                    produced = True
+                    yield batch
+            finally:
+                rc = self.stats.last_exit = _reap(proc)
+            if self.stop.is_set():
+                return
+            if first and not produced and rc > 0:
+                raise SourceError(f"journalctl failed for {self.source} (exit {rc}): {self.stats.last_error}")
+            first = False
+            if produced or time.monotonic() - started > self.backoff_max:
+                delay = self.backoff_initial
+            log.warning("journalctl for %s exited (%s); restarting in %.1fs", self.source, rc, delay)
+            self.stats.restarts += 1
+            if self.stop.wait(delay):
+                return
+            delay = min(delay * 2, self.backoff_max)
+
+    def _probe(self) -> None:
+        """Fail early on a missing journalctl or an unreadable journal; note an empty unit."""
+        where = ["--directory", str(self.directory)] if self.directory is not None else []
+        argv = [self.journalctl, *where, "-o", "json", "--all", "--no-pager", "-n", "1", *self.matches()]
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+        except FileNotFoundError:
+            raise SourceError(_MISSING.format(self.journalctl)) from None
+        except subprocess.TimeoutExpired:
+            return
+        err = _text(done.stderr)
+        if done.returncode != 0:
+            raise SourceError(
+                f"journalctl cannot read the journal of {self.source} (exit {done.returncode}): {err}"
+            )
+        if not done.stdout.strip():
+            self.stats.empty_at_start = True
+            log.warning(
+                "no journal entries for %s yet: check the unit name and --user, and that this user may read "
+                "the journal (group systemd-journal)%s",
+                self.source,
+                f"; journalctl said: {err}" if err else "",
+            )
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> Iterator[Batch]:
+        assert proc.stdout is not None and proc.stderr is not None
+        lines = _LineSplitter(self.max_line_bytes)
+        errors = bytearray()
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ, "out")
+            sel.register(proc.stderr, selectors.EVENT_READ, "err")
+            open_fds = 2
+            while open_fds and not self.stop.is_set():
+                for key, _ in sel.select(self.poll):
+                    chunk = os.read(key.fd, READ_SIZE)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        open_fds -= 1
+                        continue
+                    if key.data == "err":
+                        errors = (errors + chunk)[-4096:]
+                        self.stats.last_error = _text(bytes(errors))
+                        continue
+                    complete, skipped, cursor = lines.feed(chunk)
+                    if not complete and not skipped:
+                        continue
+                    if cursor is not None:
+                        self._cursor = cursor
+                    self.stats.entries += len(complete)
+                    self.stats.skipped_too_long += skipped
+                    yield Batch(self.source, complete, skipped)
+
+
+class _LineSplitter:
+    """Splits journalctl's output into lines, dropping (and counting) lines over `max_len`
+    while still finding their `__CURSOR`, so that the checkpoint moves past them too."""
+
+    def __init__(self, max_len: int) -> None:
+        self.max_len = max_len
+        self.pending = b""
+        self.dropping = False
+        self.dropped_cursor: str | None = None
+        self.tail = b""
+
+    def _scan(self, data: bytes) -> None:
+        data = self.tail + data
+        found = _CURSOR.findall(data)
+        if found:
+            self.dropped_cursor = found[-1].decode("ascii", "replace")
+        self.tail = data[-_CURSOR_TAIL:]
+
+    def feed(self, chunk: bytes) -> tuple[list[bytes], int, str | None]:
+        """Complete lines, lines dropped, and the cursor of the last complete entry in `chunk`."""
+        skipped = 0
+        cursor: str | None = None
+        if self.dropping:
+            end = chunk.find(b"\n")
+            self._scan(chunk if end < 0 else chunk[:end])
+            if end < 0:
+                return [], 0, None
+            skipped, cursor = 1, self.dropped_cursor
+            self.dropping, self.dropped_cursor, self.tail = False, None, b""
+            chunk = chunk[end + 1 :]
+        parts = (self.pending + chunk).split(b"\n")
+        rest = parts.pop()
+        out: list[bytes] = []
+        for part in parts:
+            if len(part) > self.max_len:
+                skipped += 1
+            elif part:
+                out.append(part)
+        if parts:
+            found = _CURSOR.search(parts[-1])
+            if found is not None:
+                cursor = found.group(1).decode("ascii", "replace")
+        if len(rest) > self.max_len:
+            self.dropping, self.dropped_cursor, self.tail, self.pending = True, None, b"", b""
+            self._scan(rest)
+        else:
+            self.pending = rest
+        return out, skipped, cursor
+
+
+def _spawn(argv: list[str], *, stderr: int | IO[bytes]) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+    except FileNotFoundError:
+        raise SourceError(_MISSING.format(argv[0])) from None
+    except PermissionError as e:
+        raise SourceError(f"cannot run {argv[0]}: {e.strerror}") from None
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> int:
+    """Stop the child if it still runs and wait for it (no zombie); its exit status."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    rc = proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    return rc
+
+
+def _text(data: bytes) -> str:
+    return " ".join(data.decode("utf-8", "replace").split())

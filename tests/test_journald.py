@@ -1,0 +1,401 @@
+"""The journald source against real journalctl on real `.journal` files.
+
+Journal files are made with `systemd-journal-remote` from export streams (`journal_util`); the
+follower reads a directory of them (`journalctl --directory DIR --follow`) while the test
+appends to them. Tests poll for conditions with a deadline; none sleeps blindly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from journal_util import SAMPLES, Entry, journal_remote, sample_journal, stream_to_journal, write_journal
+
+from logmetrics.errors import SourceError
+from logmetrics.sources.journald import JournalFollower, _LineSplitter, is_journal_file, read_journal_file
+
+real = pytest.mark.skipif(
+    shutil.which("journalctl") is None or journal_remote() is None,
+    reason="needs journalctl and systemd-journal-remote (apt-get install systemd-journal-remote)",
+)
+UNIT = "litellm.service"
+
+
+def message(line: bytes) -> bytes:
+    """MESSAGE of a journalctl JSON line, as the bytes the unit wrote."""
+    value = json.loads(line)["MESSAGE"]
+    return bytes(value) if isinstance(value, list) else str(value).encode()
+
+
+def cursor_of(line: bytes) -> str:
+    return str(json.loads(line)["__CURSOR"])
+
+
+def entries(first: int, last: int, unit: str = UNIT) -> list[Entry]:
+    return [
+        Entry(f'{{"message": "request {i}", "level": "INFO"}}', seq=i, unit=unit)
+        for i in range(first, last + 1)
+    ]
+
+
+def expected(first: int, last: int) -> list[bytes]:
+    return [f'{{"message": "request {i}", "level": "INFO"}}'.encode() for i in range(first, last + 1)]
+
+
+def wait_for(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        threading.Event().wait(0.02)
+
+
+class Consumer:
+    """Iterates a follower in a thread like the pipeline does: lines, then the checkpoint."""
+
+    def __init__(self, follower: JournalFollower) -> None:
+        self.follower = follower
+        self.lines: list[bytes] = []
+        self.cursors: list[str | None] = []
+        self.skipped = 0
+        self.error: BaseException | None = None
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for batch in self.follower:
+                with self.lock:
+                    self.lines.extend(batch.lines)
+                    self.skipped += batch.skipped_too_long
+                    self.cursors.append(self.follower.cursor())
+        except BaseException as e:  # handed to the test thread
+            self.error = e
+
+    def messages(self) -> list[bytes]:
+        with self.lock:
+            return [message(line) for line in self.lines]
+
+    def wait_lines(self, n: int) -> None:
+        wait_for(
+            lambda: len(self.lines) >= n or self.error is not None, f"{n} lines (have {len(self.lines)})"
+        )
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        self.follower.close()
+        self.thread.join(timeout=5)
+        assert not self.thread.is_alive(), "follower did not stop"
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def journal_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "journal"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def consumers() -> Iterator[list[Consumer]]:
+    started: list[Consumer] = []
+    yield started
+    for c in started:
+        c.follower.close()
+        c.thread.join(timeout=5)
+
+
+def follow(consumers: list[Consumer], directory: Path, **kw: object) -> Consumer:
+    kw.setdefault("backoff_initial", 0.05)
+    kw.setdefault("poll", 0.05)
+    c = Consumer(JournalFollower(UNIT, directory=directory, **kw))  # type: ignore[arg-type]
+    consumers.append(c)
+    return c
+
+
+# --- fast tier: no external program ---------------------------------------------------------
+
+
+def line(i: int, size: int = 0) -> bytes:
+    return json.dumps(
+        {"MESSAGE": "x" * size, "__CURSOR": f"s=a;i={i}", "N": i}, separators=(",", ":")
+    ).encode()
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100, 1 << 20], ids=["bytewise", "7", "100", "whole"])
+def test_line_splitter_keeps_cursor_of_dropped_lines(chunk: int) -> None:
+    stream = b"\n".join([line(1), line(2, 5000), line(3), line(4, 5000)]) + b"\n"
+    splitter = _LineSplitter(max_len=1000)
+    got: list[bytes] = []
+    skipped = 0
+    cursors: list[str] = []
+    for at in range(0, len(stream), chunk):
+        out, n, cursor = splitter.feed(stream[at : at + chunk])
+        got += out
+        skipped += n
+        if cursor is not None:
+            cursors.append(cursor)
+    assert got == [line(1), line(3)]
+    assert skipped == 2
+    assert cursors[-1] == "s=a;i=4"
+    assert cursors == sorted(set(cursors), key=cursors.index)  # only moves forward
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "tail"),
+    [
+        ({}, ["-n", "0", "-u", UNIT]),
+        ({"user": True}, ["-n", "0", "--user-unit", UNIT]),
+        ({"uid": 1000}, ["-n", "0", f"_SYSTEMD_USER_UNIT={UNIT}", "_UID=1000"]),
+        ({"cursor": "s=x;i=1"}, ["--after-cursor", "s=x;i=1", "--no-tail", "-u", UNIT]),
+        ({"since": "-1h"}, ["--since", "-1h", "--no-tail", "-u", UNIT]),
+        ({"since": "-1h", "cursor": "c"}, ["--after-cursor", "c", "--no-tail", "-u", UNIT]),
+    ],
+    ids=["system-from-now", "own-user-unit", "other-users-unit", "cursor", "since", "cursor-wins"],
+)
+def test_argv(kwargs: dict[str, object], tail: list[str]) -> None:
+    argv = JournalFollower(UNIT, **kwargs).argv()  # type: ignore[arg-type]
+    assert argv[:5] == ["journalctl", "-o", "json", "--all", "--no-pager"]
+    assert argv[5] == "--follow"
+    assert argv[6:] == tail
+
+
+def test_is_journal_file(tmp_path: Path) -> None:
+    (tmp_path / "x.journal").write_bytes(b"LPKSHHRH" + bytes(100))
+    (tmp_path / "y.log").write_bytes(b"{}\n")
+    assert is_journal_file(tmp_path / "x.journal")
+    assert not is_journal_file(tmp_path / "y.log")
+    assert not is_journal_file(SAMPLES / "journald-export-stream.bin")
+    assert not is_journal_file(tmp_path / "missing.journal")
+
+
+def test_missing_journalctl_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="journalctl not found"):
+        list(read_journal_file(tmp_path / "x.journal", journalctl=str(tmp_path / "no-journalctl")))
+    with pytest.raises(SourceError, match="journalctl not found"):
+        next(iter(JournalFollower(UNIT, journalctl=str(tmp_path / "no-journalctl"))))
+
+
+# --- real tier: journalctl and systemd-journal-remote ----------------------------------------
+
+
+@pytest.mark.real
+@real
+def test_read_sample_journal_matches_captured_json(tmp_path: Path) -> None:
+    path = sample_journal(tmp_path)
+    assert is_journal_file(path)
+    got = [json.loads(x) for x in read_journal_file(path)]
+    want = [json.loads(x) for x in (SAMPLES / "journald.json").read_bytes().splitlines()]
+    assert got == want
+    assert sum(isinstance(e["MESSAGE"], list) for e in got) == 2  # ANSI colours, invalid UTF-8
+
+
+@pytest.mark.real
+@real
+def test_export_stream_becomes_a_journal_file(tmp_path: Path) -> None:
+    path = stream_to_journal(SAMPLES / "journald-export-stream.bin", tmp_path / "stream.journal")
+    want = [message(x) for x in (SAMPLES / "journald.json").read_bytes().splitlines()]
+    assert [message(x) for x in read_journal_file(path)] == want
+
+
+@pytest.mark.real
+@real
+def test_read_journal_file_with_glob_characters_in_name(tmp_path: Path) -> None:
+    path = write_journal(tmp_path / "a[1]*.journal", entries(1, 2))
+    write_journal(tmp_path / "a1x.journal", entries(3, 4))  # would match the glob
+    assert [message(x) for x in read_journal_file(path)] == expected(1, 2)
+
+
+BYTE_MESSAGES = [
+    b'\x1b[36mINFO\x1b[0m:     127.0.0.1:46778 - "POST /v1/chat/completions HTTP/1.1" 200',
+    b"invalid utf-8 \xff\xfe\xc3( end",
+    "unicode é ✓ 日本".encode(),
+    b'{"message": "' + b"x" * 100_000 + b'"}',  # over 4096: null without --all
+    b"tab\tand\rcarriage return",
+]
+
+
+@pytest.mark.real
+@real
+def test_byte_messages_survive_as_bytes(tmp_path: Path, journal_dir: Path, consumers: list[Consumer]) -> None:
+    write_journal(journal_dir / "t.journal", [Entry(m, seq=i) for i, m in enumerate(BYTE_MESSAGES, 1)])
+    assert [message(x) for x in read_journal_file(journal_dir / "t.journal")] == BYTE_MESSAGES
+    c = follow(consumers, journal_dir, since="@0")
+    c.wait_lines(len(BYTE_MESSAGES))
+    assert c.messages() == BYTE_MESSAGES
+
+
+@pytest.mark.real
+@real
+def test_follow_sees_appended_entries_of_its_unit_only(journal_dir: Path, consumers: list[Consumer]) -> None:
+    path = write_journal(journal_dir / "t.journal", entries(1, 3) + entries(100, 101, unit="other.service"))
+    c = follow(consumers, journal_dir, since="@0")
+    c.wait_lines(3)
+    write_journal(path, entries(4, 6))
+    c.wait_lines(6)
+    write_journal(journal_dir / "second.journal", entries(7, 8))  # a new file in the directory
+    c.wait_lines(8)
+    c.stop()
+    assert c.messages() == expected(1, 8)
+    assert c.follower.stats.restarts == 0
+
+
+@pytest.mark.real
+@real
+def test_first_start_without_cursor_begins_now(journal_dir: Path, consumers: list[Consumer]) -> None:
+    path = write_journal(journal_dir / "t.journal", entries(1, 3))
+    c = follow(consumers, journal_dir)
+    wait_for(lambda: c.follower.pid is not None, "journalctl to start")
+    seq = 3
+    while not c.lines:  # journalctl seeks to the end some time after it starts: append until seen
+        seq += 1
+        assert seq < 200, "appended entries never arrived"
+        write_journal(path, entries(seq, seq))
+        deadline = time.monotonic() + 0.5
+        while not c.lines and time.monotonic() < deadline:
+            threading.Event().wait(0.02)
+    c.wait_lines(1)
+    got = c.messages()
+    first = int(json.loads(got[0])["message"].split()[1])
+    assert first > 3  # nothing the journal held before the start
+    write_journal(path, entries(seq + 1, seq + 2))
+    c.wait_lines(seq + 2 - first + 1)
+    c.stop()
+    assert c.messages() == expected(first, seq + 2)
+
+
+@pytest.mark.real
+@real
+def test_resume_by_cursor_without_loss_or_duplicates(journal_dir: Path, consumers: list[Consumer]) -> None:
+    path = write_journal(journal_dir / "t.journal", entries(1, 5))
+    a = follow(consumers, journal_dir, since="@0")
+    a.wait_lines(5)
+    a.stop()
+    saved = a.follower.cursor()
+    assert saved == cursor_of(a.lines[-1])
+    # logged while logmetrics was down: more than the 10 that journalctl --follow shows by default
+    write_journal(path, entries(6, 30))
+    b = follow(consumers, journal_dir, cursor=saved, since="@0")  # the cursor wins over --since
+    b.wait_lines(25)
+    write_journal(path, entries(31, 31))
+    b.wait_lines(26)
+    b.stop()
+    assert a.messages() + b.messages() == expected(1, 31)
+
+
+@pytest.mark.real
+@real
+def test_cursor_advances_over_lines_the_consumer_drops(journal_dir: Path, consumers: list[Consumer]) -> None:
+    """Lines the parser will skip (not JSON, too long) still move the checkpoint."""
+    junk = [Entry("Started LiteLLM proxy", seq=1), Entry("x" * 50_000, seq=2)]
+    path = write_journal(journal_dir / "t.journal", junk)
+    all_cursors = [cursor_of(x) for x in read_journal_file(path)]
+    c = follow(consumers, journal_dir, since="@0", max_line_bytes=10_000)
+    wait_for(lambda: c.skipped == 1, "the long line to be dropped")
+    assert c.messages() == [b"Started LiteLLM proxy"]
+    assert c.follower.cursor() == all_cursors[1]  # the dropped entry's own cursor
+    assert c.follower.stats.skipped_too_long == 1
+    c.stop()
+    write_journal(path, entries(3, 3))
+    d = follow(consumers, journal_dir, cursor=c.follower.cursor())
+    d.wait_lines(1)
+    d.stop()
+    assert d.messages() == expected(3, 3) and d.skipped == 0
+
+
+@pytest.mark.real
+@real
+def test_killed_journalctl_is_restarted_without_loss_or_duplicates(
+    journal_dir: Path, consumers: list[Consumer]
+) -> None:
+    n = 3000
+    path = write_journal(journal_dir / "t.journal", entries(1, n))
+    c = follow(consumers, journal_dir, since="@0")
+    wait_for(lambda: bool(c.lines) and c.follower.pid is not None, "the first batch")
+    pid = c.follower.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # most likely mid-stream, maybe mid-line
+    wait_for(lambda: c.follower.stats.restarts == 1, "a restart")
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the killed journalctl to be reaped")
+    write_journal(path, entries(n + 1, n + 5))
+    c.wait_lines(n + 5)
+    c.stop()
+    assert c.messages() == expected(1, n + 5)
+    assert c.follower.stats.last_exit is not None
+
+
+@pytest.mark.real
+@real
+def test_stop_ends_iteration_and_reaps_journalctl(journal_dir: Path, consumers: list[Consumer]) -> None:
+    write_journal(journal_dir / "t.journal", entries(1, 1))
+    c = follow(consumers, journal_dir, poll=0.2)
+    wait_for(lambda: c.follower.pid is not None, "journalctl to start")
+    pid = c.follower.pid
+    started = time.monotonic()
+    c.stop()
+    assert time.monotonic() - started < 2
+    assert not Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.real
+@real
+def test_breaking_out_of_the_loop_reaps_journalctl(journal_dir: Path) -> None:
+    write_journal(journal_dir / "t.journal", entries(1, 3))
+    follower = JournalFollower(UNIT, directory=journal_dir, since="@0")
+    it = iter(follower)
+    next(it)
+    pid = follower.pid
+    it.close()  # GeneratorExit at the yield
+    assert pid is not None and not Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.real
+@real
+def test_bad_cursor_is_a_clear_error(journal_dir: Path) -> None:
+    write_journal(journal_dir / "t.journal", entries(1, 1))
+    with pytest.raises(SourceError, match="seek to cursor"):
+        next(iter(JournalFollower(UNIT, directory=journal_dir, cursor="garbage")))
+
+
+@pytest.mark.real
+@real
+def test_unit_without_entries_is_reported(
+    journal_dir: Path, consumers: list[Consumer], caplog: pytest.LogCaptureFixture
+) -> None:
+    write_journal(journal_dir / "t.journal", entries(1, 1, unit="other.service"))
+    with caplog.at_level(logging.WARNING, logger="logmetrics.sources.journald"):
+        c = follow(consumers, journal_dir)
+        wait_for(lambda: c.follower.pid is not None, "journalctl to start")
+    assert c.follower.stats.empty_at_start
+    assert "no journal entries for journald:litellm.service" in caplog.text
+    c.stop()
+
+
+@pytest.mark.real
+@real
+@pytest.mark.skipif(os.getuid() == 1000, reason="the sample's user unit belongs to uid 1000")
+def test_another_users_unit_needs_the_uid_match(tmp_path: Path, consumers: list[Consumer]) -> None:
+    journal_dir = sample_journal(tmp_path).parent
+    own = JournalFollower(UNIT, user=True, directory=journal_dir, since="@0", poll=0.05)
+    c = Consumer(own)
+    consumers.append(c)
+    wait_for(lambda: own.pid is not None, "journalctl to start")
+    assert own.stats.empty_at_start  # --user-unit also matches _UID=<our uid>
+    c.stop()
+    other = follow(consumers, journal_dir, uid=1000, since="@0")
+    other.wait_lines(10)
+    other.stop()
+    want = [message(x) for x in (SAMPLES / "journald.json").read_bytes().splitlines()]
+    assert other.messages() == want
