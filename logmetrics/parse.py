@@ -106,8 +106,9 @@ class Parser:
             return _TOO_LONG
         if not line.strip():
             return None
-        if line[:1] != b"{" and line.lstrip()[:1] != b"{":
-            return _NOT_JSON
+        first = line.lstrip()[:1]
+        if first != b"{":
+            return self._slow(line) if first in b'["-0123456789' else _NOT_JSON
         try:
             rec = LINE_DECODER.decode(line)
         except msgspec.ValidationError:
