@@ -175,6 +175,7 @@ class OpenMetricsBackfill:
             self.snapshot(agg, (agg.newest_time // self.step + 1) * self.step)
         for family, spool in self._spool.items():
             if not spool.tell():
+                spool.close()
                 continue
             self.out.write("".join(h + "\n" for h in self._headers[family]).encode())
             spool.seek(0)
