@@ -399,3 +399,43 @@ def test_another_users_unit_needs_the_uid_match(tmp_path: Path, consumers: list[
     other.stop()
     want = [message(x) for x in (SAMPLES / "journald.json").read_bytes().splitlines()]
     assert other.messages() == want
+
+
+FAKE_JOURNALCTL = """#!/bin/sh
+echo "$*" >> "$0.calls"
+case "$*" in *" -n 1 "*) exit 0 ;; esac
+n=$(wc -l < "$0.calls")
+printf '{"__CURSOR":"c%s","MESSAGE":"entry %s"}\\n' "$n" "$n"
+exit 3
+"""
+
+
+def test_journalctl_that_keeps_exiting_is_restarted_with_growing_backoff(
+    tmp_path: Path, consumers: list[Consumer]
+) -> None:
+    fake = tmp_path / "journalctl"
+    fake.write_text(FAKE_JOURNALCTL)
+    fake.chmod(0o755)
+    c = Consumer(
+        JournalFollower(UNIT, journalctl=str(fake), backoff_initial=0.01, backoff_max=0.08, poll=0.05)
+    )
+    consumers.append(c)
+    c.wait_lines(6)
+    c.stop()
+    calls = (tmp_path / "journalctl.calls").read_text().splitlines()
+    assert "-n 1" in calls[0]  # the probe
+    assert calls[1].endswith("--follow -n 0 -u litellm.service")  # first start: from now
+    assert "--after-cursor c2 --no-tail" in calls[2]  # each restart resumes after the last entry
+    assert "--after-cursor c3 --no-tail" in calls[3]
+    assert c.messages()[:3] == [b"entry 2", b"entry 3", b"entry 4"]
+    assert c.follower.stats.restarts >= 5
+    assert c.follower.stats.backoff == 0.08  # doubled up to backoff_max
+    assert c.follower.stats.last_exit == 3
+
+
+@pytest.mark.real
+@real
+def test_read_journal_file_of_a_non_journal_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "x.journal").write_text("not a journal\n")
+    with pytest.raises(SourceError, match=r"journalctl could not read .*x\.journal \(exit 1\)"):
+        list(read_journal_file(tmp_path / "x.journal"))

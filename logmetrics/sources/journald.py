@@ -90,6 +90,7 @@ class FollowStats:
     skipped_too_long: int = 0
     empty_at_start: bool = False  # the unit had no entries when following began
     last_exit: int | None = None  # journalctl's last exit status (negative: killed by that signal)
+    backoff: float = 0.0  # the wait before the last restart: doubles while journalctl keeps exiting
     last_error: str = ""  # the last text journalctl wrote on stderr
 
 
@@ -99,6 +100,11 @@ class JournalFollower:
     Iterate it (once) for `Batch`es; after each batch `cursor()` is the checkpoint to save with
     the state that batch updated. `stop` (or `close()`) ends iteration within `poll` seconds and
     kills the child.
+
+    When journalctl exits it is started again after `backoff_initial` seconds, doubling up to
+    `backoff_max` while it keeps exiting; a run that lasted `backoff_max` resets the wait. If the
+    very first run fails before printing anything (a bad cursor, an unreadable journal), that is
+    a `SourceError` instead.
     """
 
     def __init__(
@@ -191,10 +197,11 @@ class JournalFollower:
             if first and not produced and rc > 0:
                 raise SourceError(f"journalctl failed for {self.source} (exit {rc}): {self.stats.last_error}")
             first = False
-            if produced or time.monotonic() - started > self.backoff_max:
+            if time.monotonic() - started >= self.backoff_max:  # it ran well: not a crash loop
                 delay = self.backoff_initial
             log.warning("journalctl for %s exited (%s); restarting in %.1fs", self.source, rc, delay)
             self.stats.restarts += 1
+            self.stats.backoff = delay
             if self.stop.wait(delay):
                 return
             delay = min(delay * 2, self.backoff_max)
