@@ -231,10 +231,18 @@ class Aggregator:
                          OVERFLOW if sig.zero_cost_reason else None)
 
     def _view(self, e: RequestEvent) -> None:
+        """Per requested model, rows count client requests as litellm_proxy_total_requests_metric
+        does (a deployment failure's request is the post-call hook's, unless the record implies
+        both); per deployment, they count deployment calls (success and failure events)."""
         lab = e.labels
         if self.by == "deployment":
+            if e.kind is EventKind.PROXY_FAILURE:
+                return
             key = (e.deployment or lab).litellm_model_name or lab.model or "None"
         else:
+            if e.kind is EventKind.FAILURE and e.proxy is None:
+                return
+            lab = e.proxy or lab
             key = lab.requested_model or lab.model_group or lab.model or "None"
         stats = self.models.get(key)
         if stats is None:
