@@ -66,7 +66,7 @@ def test_good_lines_around_bad_ones_all_count(tmp_path: Path) -> None:
     log.write_bytes(bytes(body))
     agg = Aggregator()
     replay([str(log)], Ingest(agg, Parser()))
-    expected = {r: 0 for r in SkipReason}
+    expected = dict.fromkeys(SkipReason, 0)
     for _, _, reason in BAD:
         expected[reason] += 1
     expected[SkipReason.TOO_LONG] += 1
