@@ -154,6 +154,19 @@ def replay_cmd(
         err.print(f"{stats.unreadable} file(s) could not be read to the end", markup=False)
 
 
+@app.command("litellm-callback")
+def litellm_callback_cmd() -> None:
+    """Print the LiteLLM callback module (one self-contained file: standard library + litellm).
+
+    Save it next to LiteLLM's config.yaml as logmetrics_callback.py and enable it with
+    litellm_settings: callbacks: ["logmetrics_callback.proxy_handler_instance"], when logmetrics is not
+    installed in LiteLLM's environment. Installed, use "logmetrics.litellm_callback.proxy_handler_instance".
+    """
+    from logmetrics import litellm_callback
+
+    sys.stdout.buffer.write(Path(litellm_callback.__file__).read_bytes())
+
+
 def _create(path: Path):  # type: ignore[no-untyped-def]
     try:
         return open(path, "wb")
