@@ -78,7 +78,7 @@ def _open(path: str) -> IO[bytes]:
     f = open(path, "rb")
     if f.read(2) == GZIP_MAGIC:
         f.close()
-        return gzip.open(path, "rb")  # reads every member of a multi-member file
+        return gzip.open(path, "rb")  # type: ignore[return-value]  # reads every member of a multi-member file
     f.seek(0)
     return f
 
