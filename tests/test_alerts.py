@@ -23,8 +23,6 @@ SAMPLE = Path(__file__).resolve().parent.parent / "fixtures/sample-logs/litellm-
 NEVER = "0001-01-01T00:00:00Z"  # a rule's lastEvaluation before its first evaluation
 THRESHOLD_RE = re.compile(r"(?P<op>>=?) (?P<num>[0-9.]+)(?P<note>\s+# threshold: .*)$", re.M)
 
-pytestmark = pytest.mark.real  # every test here runs promtool or prometheus
-
 
 def unit_test_files() -> list[Path]:
     return sorted(p for p in ALERTS.glob("*.yml") if "test" in p.name)
@@ -34,12 +32,14 @@ def alert_names() -> list[str]:
     return re.findall(r"^\s*- alert: (\w+)", RULES.read_text(), re.M)
 
 
+@pytest.mark.real
 def test_promtool_check_rules() -> None:
     done = promtool("check", "rules", RULES)
     assert done.returncode == 0, done.stdout
     assert f"SUCCESS: {len(alert_names())} rules found" in done.stdout
 
 
+@pytest.mark.real
 def test_promtool_unit_tests_pass() -> None:
     files = unit_test_files()
     assert files, "no alerts/*test*.yml"
@@ -67,6 +67,7 @@ def thresholds() -> list[tuple[str, int]]:
     return [(m["note"].split("# threshold: ")[1], m.start("num")) for m in THRESHOLD_RE.finditer(text)]
 
 
+@pytest.mark.real
 @pytest.mark.parametrize(("note", "at"), thresholds(), ids=[note for note, _ in thresholds()])
 @pytest.mark.parametrize("change", ["raised", "zeroed"])
 def test_unit_tests_pin_each_threshold(tmp_path: Path, note: str, at: int, change: str) -> None:
@@ -82,6 +83,7 @@ def test_unit_tests_pin_each_threshold(tmp_path: Path, note: str, at: int, chang
     assert "FAILED" in done.stdout
 
 
+@pytest.mark.real
 def test_prometheus_loads_and_evaluates_the_rules(tmp_path: Path) -> None:
     exposition = SAMPLE.read_text()
     with ExpositionServer(lambda n: grow_counters(exposition, n)) as stub:

@@ -5,10 +5,11 @@ panel uses, a `model` variable from label_values, unique ids, no overlapping pan
 target's PromQL names only metrics logmetrics exposes (families.py + its self-metrics + `up`) and
 only their labels; legends only use labels the query keeps.
 
-Real (marker `real`): a real Prometheus scrapes the real LiteLLM 1.109.1 exposition
-(fixtures/sample-logs/litellm-1.109.1/metrics-runA.txt) plus a block of logmetrics self-metrics,
-served by a stdlib stub whose counters grow with every scrape (standing in for `logmetrics serve`),
-and every panel's query, with Grafana's variables substituted, must return data.
+Real (marker `real`): a real Prometheus scrapes, from a stdlib stub whose counters grow with every
+scrape (standing in for `logmetrics serve`), either the real LiteLLM 1.109.1 exposition
+(fixtures/sample-logs/litellm-1.109.1/metrics-runA.txt) or what `logmetrics replay --metrics-out`
+makes of the same run's records, plus a block of logmetrics self-metrics; every panel's query,
+with Grafana's variables substituted, must return data from both.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ from prom import (
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "dashboards/logmetrics-litellm.json"
 SAMPLE = ROOT / "fixtures/sample-logs/litellm-1.109.1/metrics-runA.txt"
+RECORDS = ROOT / "fixtures/sample-logs/litellm-1.109.1/requests-runA.jsonl"  # the same run, as records
 
 # Grafana's variables as the real test substitutes them (1 s scrapes: 5 s windows hold 5 samples).
 SUBSTITUTIONS = {
@@ -205,11 +209,43 @@ def test_dashboard_covers_the_issue_list() -> None:
 # real
 
 
-@pytest.fixture(scope="module")
-def prom(tmp_path_factory: pytest.TempPathFactory) -> Prometheus:  # type: ignore[misc]
-    exposition = SAMPLE.read_text() + SELF_METRICS_STUB
+def replay_exposition(tmp_path: Path) -> str:
+    """What logmetrics itself exposes after reading the real run-A records (`replay --metrics-out`)."""
+    out = tmp_path / "final.prom"
+    done = subprocess.run(
+        [sys.executable, "-m", "logmetrics", "replay", str(RECORDS), "--metrics-out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return out.read_text()
+
+
+def metric_names(exposition: str) -> set[str]:
+    return {m[1] for m in re.finditer(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", exposition, re.M)}
+
+
+def without_metrics(exposition: str, names: set[str]) -> str:
+    """`exposition` less the samples (and TYPE lines) of `names`."""
+    keep = []
+    for line in exposition.splitlines():
+        name = line.split()[2] if line.startswith("# TYPE") else re.split(r"[{ ]", line, maxsplit=1)[0]
+        if name not in names:
+            keep.append(line)
+    return "\n".join(keep) + "\n"
+
+
+@pytest.fixture(scope="module", params=["litellm-1.109.1-metrics", "logmetrics-replay"])
+def prom(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Prometheus:  # type: ignore[misc]
+    """A real Prometheus that has scraped job `logmetrics` 5 times, serving either LiteLLM's own
+    /metrics from run A or `logmetrics replay --metrics-out` of the same run's records; both with
+    the self-metrics stub filling in what is not there (replay has no lag, bytes or rotations)."""
+    tmp = tmp_path_factory.mktemp("prom")
+    base = SAMPLE.read_text() if request.param.startswith("litellm") else replay_exposition(tmp)
+    exposition = base + without_metrics(SELF_METRICS_STUB, metric_names(base))
     with ExpositionServer(lambda n: grow_counters(exposition, n)) as stub:
-        with prometheus_running(tmp_path_factory.mktemp("prom"), {"logmetrics": [stub.address]}) as p:
+        with prometheus_running(tmp, {"logmetrics": [stub.address]}) as p:
             p.wait_for_scrapes("logmetrics", 5)
             yield p
 
