@@ -23,8 +23,9 @@ from journal_util import SAMPLES, Entry, journal_remote, sample_journal, stream_
 from logmetrics.errors import SourceError
 from logmetrics.sources.journald import JournalFollower, _LineSplitter, is_journal_file, read_journal_file
 
+# Skipped on a developer's machine without them; in CI (CI=true) a missing install step fails.
 real = pytest.mark.skipif(
-    shutil.which("journalctl") is None or journal_remote() is None,
+    (shutil.which("journalctl") is None or journal_remote() is None) and not os.environ.get("CI"),
     reason="needs journalctl and systemd-journal-remote (apt-get install systemd-journal-remote)",
 )
 UNIT = "litellm.service"
