@@ -24,6 +24,7 @@ from logmetrics.errors import LogmetricsError, UsageError
 from logmetrics.export import OpenMetricsBackfill, exposition
 from logmetrics.parse import DEFAULT_MAX_LINE_BYTES, InvalidTime, Parser, epoch
 from logmetrics.pipeline import Filters, Ingest, replay
+from logmetrics.tail import tail_cmd
 from logmetrics.view import skipped_line, skipped_summary, summary_rows, summary_table
 
 app = typer.Typer(
@@ -165,6 +166,9 @@ def litellm_callback_cmd() -> None:
     from logmetrics import litellm_callback
 
     sys.stdout.buffer.write(Path(litellm_callback.__file__).read_bytes())
+
+
+app.command("tail")(tail_cmd)
 
 
 def _create(path: Path):  # type: ignore[no-untyped-def]

@@ -8,28 +8,44 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from logmetrics.aggregate import Aggregator
-from logmetrics.events import LogEvent, ParseResult, RequestEvent, Skip, SkipReason
+from logmetrics.events import EventKind, LogEvent, ParseResult, RequestEvent, Skip, SkipReason
 from logmetrics.export import OpenMetricsBackfill
-from logmetrics.parse import Parser
+from logmetrics.parse import LEVELS, Parser
 from logmetrics.sources.archive import ReadStats, expand, read_lines
 
 _FILTERED = Skip(SkipReason.FILTERED)
+_RANK = {name: i for i, name in enumerate(LEVELS)}
 
 
 @dataclass
 class Filters:
-    """Record filters: model globs (requested model, model group or deployment), time range."""
+    """Record filters: model globs (requested model, model group or deployment), time range; and
+    for `tail`: provider globs, request status, minimum level, a substring of the error message.
+    A filter on request fields (models, providers, status, grep) drops every non-request line."""
 
     models: list[str] = field(default_factory=list)
     since: float | None = None
     until: float | None = None
+    providers: list[str] = field(default_factory=list)
+    status: Literal["success", "failure"] | None = None
+    level: str | None = None  # minimum: DEBUG < INFO < WARNING < ERROR < CRITICAL
+    grep: str | None = None  # case-insensitive substring of RequestEvent.error_message
 
     def __bool__(self) -> bool:
-        return bool(self.models) or self.since is not None or self.until is not None
+        return bool(self.models or self.providers or self.status or self.level or self.grep) or (
+            self.since is not None or self.until is not None
+        )
 
     def keep(self, r: RequestEvent | LogEvent) -> bool:
+        if self.level is not None and _RANK.get(r.level, 1) < _RANK[self.level]:
+            return False
+        if (self.providers or self.status or self.grep) and not (
+            isinstance(r, RequestEvent) and self._request(r)
+        ):
+            return False
         t = r.time
         if self.since is not None and (t is None or t < self.since):
             return False
@@ -43,6 +59,16 @@ class Filters:
             if r.deployment is not None:
                 names.add(r.deployment.litellm_model_name)
             return any(n and fnmatch.fnmatchcase(n, g) for n in names for g in self.models)
+        return True
+
+    def _request(self, r: RequestEvent) -> bool:
+        if self.status is not None and (r.kind is EventKind.SUCCESS) != (self.status == "success"):
+            return False
+        if self.grep is not None and self.grep.casefold() not in (r.error_message or "").casefold():
+            return False
+        if self.providers:
+            names = {r.labels.api_provider, (r.deployment or r.labels).api_provider}
+            return any(n and fnmatch.fnmatchcase(n, g) for n in names for g in self.providers)
         return True
 
 

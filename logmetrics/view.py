@@ -5,8 +5,18 @@ Renderables never print: the CLI hands them to a Console (or to `rich.live.Live`
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from rich import box
+from rich.color import ColorSystem
+from rich.console import Console, ConsoleOptions, RenderableType
+from rich.live import Live
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
@@ -86,3 +96,271 @@ def skipped_line(agg: Aggregator) -> str:
         return f"read {agg.records:,} records; skipped none"
     parts = ", ".join(f"{n:,} {reason}" for reason, n in sorted(skipped.items(), key=lambda kv: -kv[1]))
     return f"read {agg.records:,} records; skipped {sum(skipped.values()):,}: {parts}"
+
+
+# -- tail: coloured lines ------------------------------------------------------------------------
+
+LINE_STYLES: dict[str, str] = {
+    "": "",
+    "time": "cyan",
+    "level.DEBUG": "blue",
+    "level.INFO": "green",
+    "level.WARNING": "yellow",
+    "level.ERROR": "bold red",
+    "level.CRITICAL": "bold white on red",
+    "model": "bold",
+    "arrow": "dim",
+    "deployment": "magenta",
+    "provider": "blue",
+    "latency": "yellow",
+    "label": "dim",
+    "tokens": "",
+    "cost": "green",
+    "status.ok": "green",
+    "status.error": "bold red",
+    "error": "red",
+    "log": "dim",
+    "skip": "dim italic",
+}
+_COLOR_SYSTEMS = {"standard": ColorSystem.STANDARD, "256": ColorSystem.EIGHT_BIT,
+                  "truecolor": ColorSystem.TRUECOLOR, "windows": ColorSystem.WINDOWS}
+_DIMMED = frozenset({"log", "skip"})  # a line whose last segment is one of these is dimmed whole
+
+
+def out_console() -> Console:
+    """stdout as rich sees it: colour only on a terminal, none with NO_COLOR (rich reads it)."""
+    return Console(highlight=False, soft_wrap=True)
+
+
+class LineWriter:
+    """Writes `(text, style name)` segments as one line, with the console's colours (or none).
+
+    Bypasses `Console.print` (a few µs a line instead of ~100): a tail may print millions."""
+
+    def __init__(self, console: Console) -> None:
+        self.file = console.file
+        system = None if console.color_system is None else _COLOR_SYSTEMS.get(console.color_system)
+        self._system = system
+        self._styles: dict[str, Style] = {}
+        for name, spec in LINE_STYLES.items():
+            style = Style.parse(spec) if spec else Style()
+            self._styles[name] = style.without_color if console.no_color else style
+        self._dim = Style(dim=True)
+
+    def render(self, segments: list[tuple[str, str]]) -> str:
+        if self._system is None:
+            return "".join(text for text, _ in segments)
+        dim = bool(segments) and segments[-1][1] in _DIMMED
+        out = []
+        for text, name in segments:
+            style = self._styles.get(name) or Style()
+            if dim:
+                style = style + self._dim
+            out.append(style.render(text, color_system=self._system) if style else text)
+        return "".join(out)
+
+    def write(self, segments: list[tuple[str, str]]) -> None:
+        self.file.write(self.render(segments) + "\n")
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+# -- tail --table / serve: the live per-model table ----------------------------------------------
+
+LIVE_WINDOW = 60  # seconds of the per_second ring the rates are computed over
+
+
+@dataclass(frozen=True)
+class LiveColumn:
+    key: str  # --sort name
+    header: str
+    drop: int  # narrow terminals drop the lowest first; 0 = never dropped
+
+
+LIVE_COLUMNS = (
+    LiveColumn("model", "model", 0),
+    LiveColumn("rps", "req/s", 9),
+    LiveColumn("requests", "requests", 0),
+    LiveColumn("errors", "err %", 8),
+    LiveColumn("p50", "p50", 4),
+    LiveColumn("p95", "p95", 7),
+    LiveColumn("p99", "p99", 2),
+    LiveColumn("ttft", "ttft p50", 1),
+    LiveColumn("tok_in", "in tok/s", 3),
+    LiveColumn("tok_out", "out tok/s", 5),
+    LiveColumn("spend", "spend $", 6),
+)
+LIVE_SORT_KEYS = tuple(c.key for c in LIVE_COLUMNS)
+
+
+@dataclass
+class TableFooter:
+    """What the table's last line says about the source (plain data from the caller)."""
+
+    source: str = ""
+    skipped: int = 0  # lines skipped (not counting filtered ones)
+    lag_bytes: int | None = None  # written but not yet read (file sources)
+    newest: float | None = None  # epoch of the newest record
+
+
+def live_rows(agg: Aggregator, now: float) -> list[dict[str, Any]]:
+    """One dict per model and a last "total" row: raw values keyed by LiveColumn.key."""
+    total = ModelStats()
+    rows = []
+    for name, s in agg.models.items():
+        rows.append(_live_row(name, s, now))
+        total.requests += s.requests
+        total.failures += s.failures
+        total.spend += s.spend
+        for mine, theirs in ((total.latency, s.latency), (total.ttft, s.ttft)):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + v
+        for sec, slot in s.per_second.items():
+            have = total.per_second.setdefault(sec, [0, 0, 0])
+            for i in range(3):
+                have[i] += slot[i]
+    return [*rows, _live_row("total", total, now)]
+
+
+def _live_row(name: str, s: ModelStats, now: float) -> dict[str, Any]:
+    window = [v for sec, v in s.per_second.items() if now - LIVE_WINDOW < sec <= now]
+    return {
+        "model": name,
+        "rps": sum(v[0] for v in window) / LIVE_WINDOW,
+        "requests": s.requests,
+        "errors": 100.0 * s.failures / s.requests if s.requests else 0.0,
+        "p50": s.quantile(0.50),
+        "p95": s.quantile(0.95),
+        "p99": s.quantile(0.99),
+        "ttft": s.quantile(0.50, "ttft"),
+        "tok_in": sum(v[1] for v in window) / LIVE_WINDOW,
+        "tok_out": sum(v[2] for v in window) / LIVE_WINDOW,
+        "spend": s.spend,
+    }
+
+
+def _cell(key: str, v: Any) -> str:
+    if key == "model" or v == "":
+        return str(v)
+    if v is None:
+        return "-"
+    if key in ("p50", "p95", "p99", "ttft"):
+        return _seconds(v)
+    if key == "requests":
+        return f"{v:,}"
+    if key == "errors":
+        return f"{v:.1f}"
+    if key == "spend":
+        return f"{v:.4f}"
+    return f"{v:,.1f}" if v < 1000 else f"{v:,.0f}"
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}"
+        n //= 1024
+    return f"{n:,} GiB"
+
+
+class LiveTable:
+    """The live table as a renderable: a snapshot of plain rows (taken when built, so rendering
+    never touches the aggregator) that drops columns to fit the width it is given, in the fixed
+    order of LiveColumn.drop, and rows to fit a terminal's height."""
+
+    MODEL_WIDTH = 24
+
+    def __init__(self, rows: list[dict[str, Any]], *, sort: str, by: str, footer: TableFooter,
+                 now: float) -> None:
+        body, self.total = rows[:-1], rows[-1]
+        col = sort if sort in LIVE_SORT_KEYS else "requests"
+        if col == "model":
+            body.sort(key=lambda r: str(r["model"]))
+        else:
+            body.sort(key=lambda r: (-(r[col] if r[col] is not None else -1.0), str(r["model"])))
+        self.rows, self.sort, self.by, self.footer, self.now = body, col, by, footer, now
+
+    def columns(self, width: int) -> list[LiveColumn]:
+        cells = [*self.rows, self.total]
+        widths = {c.key: max([len(c.header)] + [len(_cell(c.key, r[c.key])) for r in cells]) for c in LIVE_COLUMNS}
+        widths["model"] = min(max(widths["model"], 12), self.MODEL_WIDTH)
+        cols = list(LIVE_COLUMNS)
+        for victim in sorted((c for c in LIVE_COLUMNS if c.drop and c.key != self.sort), key=lambda c: c.drop):
+            if sum(widths[c.key] for c in cols) + 3 * (len(cols) - 1) <= width:
+                break
+            cols.remove(victim)
+        return cols
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Table | Text]:
+        cols = self.columns(options.max_width)
+        table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False, header_style="bold",
+                      show_footer=True, footer_style="bold")
+        for c in cols:
+            header = self.by if c.key == "model" else c.header
+            table.add_column(header + (" ▼" if c.key == self.sort and c.key != "model" else ""),
+                             footer=_cell(c.key, self.total[c.key]),
+                             justify="left" if c.key == "model" else "right", no_wrap=True,
+                             max_width=self.MODEL_WIDTH if c.key == "model" else None, overflow="ellipsis")
+        rows = self.rows
+        if options.is_terminal:
+            room = max(2, options.max_height - 7)  # header, rules, totals, footer, the cursor line
+            if len(rows) > room:
+                rows = [*rows[: room - 1], {"model": f"… {len(rows) - room + 1} more", **_blank()}]
+        for r in rows:
+            table.add_row(*(_cell(c.key, r[c.key]) for c in cols))
+        yield table
+        yield Text(self._footer(), style="dim", no_wrap=True, overflow="ellipsis")
+
+    def _footer(self) -> str:
+        f = self.footer
+        parts = [f.source] if f.source else []
+        parts.append(f"skipped {f.skipped:,}")
+        if f.lag_bytes is not None:
+            parts.append(f"lag {_bytes(f.lag_bytes)}")
+        if f.newest is not None:
+            parts.append(f"newest record {_seconds(max(0.0, self.now - f.newest))} ago")
+        return " · ".join(parts)
+
+
+def _blank() -> dict[str, Any]:
+    return {c.key: "" for c in LIVE_COLUMNS if c.key != "model"}
+
+
+def live_table(agg: Aggregator, *, sort: str = "requests", now: float | None = None,
+               footer: TableFooter | None = None) -> LiveTable:
+    """The live table of `agg` (rows per `agg.by`), rates over the minute before `now`.
+    Call it under the lock that serialises the aggregator: it copies what it shows."""
+    now = time.time() if now is None else now
+    return LiveTable(live_rows(agg, now), sort=sort, by=agg.by, footer=footer or TableFooter(), now=now)
+
+
+@contextmanager
+def live_display(console: Console, make: Callable[[], RenderableType], interval: float = 1.0) -> Iterator[None]:
+    """Show `make()` while the body runs: a rich `Live` refreshed every `interval` seconds on a
+    terminal, else one plain snapshot printed every `interval` seconds (and one at the end).
+    `make` is called from another thread: take the aggregator's lock inside it.
+
+        with live_display(console, lambda: live_table(agg, footer=...)):
+            ingest_forever()
+    """
+    if console.is_terminal:
+        with Live(get_renderable=make, console=console, refresh_per_second=1 / interval,
+                  vertical_overflow="crop"):
+            yield
+        return
+    stop = threading.Event()
+
+    def snapshots() -> None:
+        while not stop.wait(interval):
+            console.print(make())
+            console.file.flush()
+
+    thread = threading.Thread(target=snapshots, name="logmetrics-table", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        console.print(make())
