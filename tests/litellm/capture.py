@@ -59,8 +59,10 @@ def wait_for(cond, timeout: float, what: str, interval: float = 0.2):  # type: i
 
 
 def total_requests(metrics: str) -> float:
-    return sum(float(m.group(1)) for m in re.finditer(
-        r"^litellm_proxy_total_requests_metric_total\{[^}]*\} (\S+)$", metrics, re.M))
+    return sum(
+        float(m.group(1))
+        for m in re.finditer(r"^litellm_proxy_total_requests_metric_total\{[^}]*\} (\S+)$", metrics, re.M)
+    )
 
 
 def counted_records(log: Path) -> int:
@@ -75,6 +77,26 @@ def counted_records(log: Path) -> int:
         if rec.get("hook") in ("success", "post_call_failure"):
             n += 1
     return n
+
+
+def strip_created(metrics: str) -> str:
+    """The request-fed part of an exposition: litellm_ samples without _created (process_* and python_*
+    samples change on their own)."""
+    return "\n".join(line for line in metrics.splitlines() if line.startswith("litellm_") and "_created" not in line)
+
+
+def settle(read, quiet: float = 1.0, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    """Poll `read()` until it returns the same value for `quiet` seconds; return that value."""
+    deadline = time.monotonic() + timeout
+    last, since = read(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return last
+    raise TimeoutError(f"still changing after {timeout}s")
 
 
 class Proxy:
@@ -102,10 +124,24 @@ class Proxy:
         self.stdout = open(self.workdir / "proxy-output.log", "wb")
         litellm = self.venv / "bin" / "litellm"
         self.proc = subprocess.Popen(
-            [str(litellm), "--config", str(self.config), "--host", "127.0.0.1", "--port", str(self.port),
-             "--num_workers", "1"],
-            cwd=self.workdir, env=self.env, stdout=self.stdout, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                str(litellm),
+                "--config",
+                str(self.config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--num_workers",
+                "1",
+            ],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=self.stdout,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
         def up() -> bool:
             assert self.proc is not None
@@ -136,8 +172,19 @@ class Proxy:
             self.stdout.close()
 
 
-def capture(venv: Path, outdir: Path, config: Path, traffic: Path = HERE / "traffic.py") -> dict[str, object]:
+def capture(
+    venv: Path, outdir: Path, config: Path, traffic: Path = HERE / "traffic.py", beside_config: bool = False
+) -> dict[str, object]:
+    """Run the proxy on a copy of `config` in `outdir`. `beside_config` also puts a copy of the callback
+    module at `outdir/logmetrics/litellm_callback.py`: LiteLLM < 1.80 loads a config's callback only from
+    a file beside the config (1.109.1 takes that file too, else imports the module from PYTHONPATH)."""
     outdir.mkdir(parents=True, exist_ok=True)
+    if config.resolve() != (outdir / "config.yaml").resolve():
+        shutil.copy(config, outdir / "config.yaml")
+    config = outdir / "config.yaml"
+    if beside_config:
+        (outdir / "logmetrics").mkdir(exist_ok=True)
+        shutil.copy(REPO / "logmetrics" / "litellm_callback.py", outdir / "logmetrics" / "litellm_callback.py")
     log = outdir / "requests.log"
     if log.exists():
         log.unlink()
@@ -147,17 +194,31 @@ def capture(venv: Path, outdir: Path, config: Path, traffic: Path = HERE / "traf
         proxy.start()
         started = time.monotonic() - t0
         results = outdir / "traffic-results.jsonl"
-        r = subprocess.run([sys.executable, str(traffic), str(proxy.port), str(results)],
-                           env={**os.environ, "LITELLM_MASTER_KEY": proxy.key}, timeout=600,
-                           capture_output=True, text=True)
-        sent = sum(1 for _ in results.open()) if results.exists() else 0
-        wait_for(lambda: total_requests(proxy.metrics()) >= sent, 60, f"LiteLLM to count {sent} requests")
+        r = subprocess.run(
+            [sys.executable, str(traffic), str(proxy.port), str(results)],
+            env={**os.environ, "LITELLM_MASTER_KEY": proxy.key},
+            timeout=600,
+            capture_output=True,
+            text=True,
+        )
+        sent = len(results.read_bytes().splitlines()) if results.exists() else 0
         wait_for(lambda: counted_records(log) >= sent, 60, f"{sent} counted records in {log}")
-        metrics = proxy.metrics()
-        (outdir / "litellm-metrics.txt").write_text(metrics)
-        return {"sent": sent, "traffic_rc": r.returncode, "traffic_out": r.stdout + r.stderr,
-                "startup_s": round(started, 1), "litellm_total": total_requests(metrics),
-                "records": counted_records(log), "log": str(log)}
+        if "litellm_proxy_total_requests_metric" in proxy.metrics():  # absent: LiteLLM < 1.80 without a licence
+            wait_for(lambda: total_requests(proxy.metrics()) >= sent, 60, f"LiteLLM to count {sent} requests")
+        # Failure events run in background tasks and may land after the counts above: wait until both
+        # sides stop changing (bounded polling on a condition, not a fixed sleep).
+        metrics = settle(lambda: (log.stat().st_size, strip_created(proxy.metrics())))[1]
+        (outdir / "litellm-metrics.txt").write_text(proxy.metrics())
+        return {
+            "sent": sent,
+            "traffic_rc": r.returncode,
+            "traffic_out": r.stdout + r.stderr,
+            "startup_s": round(started, 1),
+            "litellm_total": total_requests(metrics),
+            "records": counted_records(log),
+            "master_key": proxy.key,
+            "log": str(log),
+        }
     finally:
         proxy.stop()
 
@@ -167,10 +228,14 @@ def main() -> int:
     ap.add_argument("venv", type=Path)
     ap.add_argument("outdir", type=Path)
     ap.add_argument("--config", type=Path, default=HERE / "config.yaml")
+    ap.add_argument(
+        "--beside-config",
+        action="store_true",
+        help="put a copy of the callback module beside the config (needed by LiteLLM < 1.80)",
+    )
     a = ap.parse_args()
-    a.outdir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(a.config, a.outdir / "config.yaml")
-    info = capture(a.venv.resolve(), a.outdir.resolve(), a.config.resolve())
+    info = capture(a.venv.resolve(), a.outdir.resolve(), a.config.resolve(), beside_config=a.beside_config)
+    info.pop("master_key", None)
     print(json.dumps(info, indent=1))
     return 0 if info["traffic_rc"] == 0 else 1
 

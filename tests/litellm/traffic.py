@@ -30,8 +30,13 @@ PROMPT = "CANARY-PROMPT-7f3a: say hello"
 MSGS = [{"role": "user", "content": PROMPT}]
 
 
-def req(body: dict[str, Any], expect: int, key: str | None = None, path: str = "/v1/chat/completions",
-        headers: dict[str, str] | None = None) -> dict[str, Any]:
+def req(
+    body: dict[str, Any],
+    expect: int,
+    key: str | None = None,
+    path: str = "/v1/chat/completions",
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     h = {"Content-Type": "application/json", "User-Agent": UA, "X-Canary-Header": "CANARY-HEADER-91bd"}
     h["Authorization"] = "Bearer " + (key or KEY)
     h.update(headers or {})
@@ -43,9 +48,15 @@ def req(body: dict[str, Any], expect: int, key: str | None = None, path: str = "
             status, raw = resp.status, resp.read()
     except urllib.error.HTTPError as e:
         status, raw = e.code, e.read()
-    return {"model": body.get("model"), "stream": bool(body.get("stream")), "user": body.get("user"),
-            "status": status, "expect": expect, "elapsed_s": round(time.time() - t0, 4),
-            "resp_head": raw[:200].decode("utf-8", "replace")}
+    return {
+        "model": body.get("model"),
+        "stream": bool(body.get("stream")),
+        "user": body.get("user"),
+        "status": status,
+        "expect": expect,
+        "elapsed_s": round(time.time() - t0, 4),
+        "resp_head": raw[:200].decode("utf-8", "replace"),
+    }
 
 
 def chat(model: str, expect: int = 200, **extra: Any) -> tuple[dict[str, Any], int]:
@@ -55,7 +66,10 @@ def chat(model: str, expect: int = 200, **extra: Any) -> tuple[dict[str, Any], i
 
 
 warmup = [
-    chat("gpt-4o-mini"), chat("claude-haiku"), chat("azure-gpt4o"), chat("gemini-flash"),
+    chat("gpt-4o-mini"),
+    chat("claude-haiku"),
+    chat("azure-gpt4o"),
+    chat("gemini-flash"),
     chat("gpt-4o-mini", user="alice@example.com", metadata={"tags": ["team-a", "exp-1"]}),
     chat("claude-haiku", user="bob", tags=["top-level-tag"]),
     chat("gpt-4o-mini", stream=True),
@@ -67,7 +81,9 @@ warmup = [
     chat("gpt-4o-mini", cache={"use-cache": True}, user="cache-user"),
     chat("gpt-4o-mini", cache={"use-cache": True}, user="cache-user"),
     # deployment failures
-    chat("rate-limited", 429), chat("broken", 500), chat("too-long", 400),
+    chat("rate-limited", 429),
+    chat("broken", 500),
+    chat("too-long", 400),
     chat("rate-limited", 429, user="alice@example.com"),
     chat("broken", 500, stream=True),
     # proxy-level failures
@@ -81,7 +97,7 @@ warmup = [
 burst = []
 for i in range(24):
     m = ["gpt-4o-mini", "claude-haiku", "azure-gpt4o", "gemini-flash"][i % 4]
-    burst.append(chat(m, stream=(i % 3 == 0), user=("u%d" % (i % 3)) if i % 2 else None))
+    burst.append(chat(m, stream=(i % 3 == 0), user=f"u{i % 3}" if i % 2 else None))
 for m, code in (("rate-limited", 429), ("broken", 500), ("too-long", 400)) * 2:
     burst.append(chat(m, code))
 burst.append(chat("no-such-model", 400))

@@ -1,0 +1,152 @@
+"""End to end against a real LiteLLM proxy: LiteLLM's `prometheus` callback and logmetrics' callback
+side by side, real HTTP traffic of every kind (tests/litellm/traffic.py), then `logmetrics replay` of
+the callback's log must equal LiteLLM's own /metrics exactly on every request-fed family
+(tests/parity.py, a copy of shared/tools/parity.py).
+
+Needs the proxy's virtualenv: `tests/litellm/install.sh 1.109.1` (and `1.79.3` for the
+compatibility test), under $LOGMETRICS_CACHE (default <repo>/.cache). Without it the tests skip
+and say so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+CACHE = Path(os.environ.get("LOGMETRICS_CACHE") or REPO / ".cache")
+CANARIES = ("CANARY-PROMPT-7f3a", "CANARY-HEADER-91bd", "CANARY-UNKNOWN-KEY-5c21")
+
+pytestmark = [pytest.mark.real, pytest.mark.slow]
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+capture_mod = _load("logmetrics_test_litellm_capture", TESTS / "litellm" / "capture.py")
+parity = _load("logmetrics_test_parity", TESTS / "parity.py")
+
+
+def venv_for(version: str) -> Path:
+    venv = CACHE / f"litellm-{version}"
+    marker = venv / ".logmetrics-installed"
+    if not marker.is_file() or marker.read_text().strip() != version:
+        pytest.skip(f"LiteLLM {version} is not installed: run `tests/litellm/install.sh {version}` (venv {venv})")
+    return venv
+
+
+def run_capture(version: str, outdir: Path, beside_config: bool = False) -> dict[str, Any]:
+    info: dict[str, Any] = capture_mod.capture(
+        venv_for(version), outdir, TESTS / "litellm" / "config.yaml", beside_config=beside_config
+    )
+    results = [json.loads(line) for line in (outdir / "traffic-results.jsonl").read_bytes().splitlines()]
+    unexpected = [r for r in results if r["status"] != r["expect"]]
+    if version.startswith("1.79."):
+        # 1.79 answers a request without `messages` with a 500 (TypeError), 1.109.1 with a 400
+        unexpected = [r for r in unexpected if not (r["status"] == 500 and "'messages'" in r["resp_head"])]
+    assert not unexpected, info["traffic_out"]
+    return info
+
+
+def replay(log: Path, out: Path) -> str:
+    r = subprocess.run(
+        [sys.executable, "-m", "logmetrics", "replay", str(log), "--metrics-out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out.read_text()
+
+
+def records(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_bytes().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def run_1109(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
+    outdir = tmp_path_factory.mktemp("litellm-1.109.1")
+    yield outdir, run_capture("1.109.1", outdir)
+
+
+def test_every_request_counted_once(run_1109: tuple[Path, dict[str, Any]]) -> None:
+    outdir, info = run_1109
+    assert info["sent"] >= 60
+    assert info["litellm_total"] == info["sent"]
+    recs = records(outdir / "requests.log")
+    assert sum(r["hook"] in ("success", "post_call_failure") for r in recs) == info["sent"]
+    assert {r["hook"] for r in recs} == {"success", "failure", "post_call_failure"}
+    assert all(r["logmetrics_record"] == "request" and r["version"] == 1 for r in recs)
+
+
+def test_replay_parity_with_litellm_metrics(run_1109: tuple[Path, dict[str, Any]]) -> None:
+    outdir, _ = run_1109
+    replay(outdir / "requests.log", outdir / "logmetrics.prom")
+    lit = parity.load(str(outdir / "litellm-metrics.txt"))
+    ours = parity.load(str(outdir / "logmetrics.prom"))
+    report, totals = parity.compare(lit, ours, 5)
+    # the traffic must actually exercise the families, or exact parity would prove little
+    for fam in (
+        "litellm_proxy_failed_requests_metric",
+        "litellm_llm_api_time_to_first_token_metric",
+        "litellm_deployment_failure_responses",
+        "litellm_deployment_state",
+        "litellm_cache_hits_metric",
+    ):
+        assert lit.get(fam, (None, {}))[1], f"{fam}: LiteLLM exposed no sample; traffic does not cover it"
+    assert totals["exact"] == len(parity.FAMILIES), "\n".join(report)
+
+
+def test_real_log_is_private(run_1109: tuple[Path, dict[str, Any]]) -> None:
+    outdir, info = run_1109
+    log = outdir / "requests.log"
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    data = log.read_bytes()
+    for canary in (*CANARIES, info["master_key"]):
+        assert canary.encode() not in data, f"{canary!r} reached the request log"
+    for rec in records(log):
+        payload = rec["payload"] or {}
+        assert not {"messages", "response", "model_map_information"} & set(payload)
+        assert "requester_metadata" not in (payload.get("metadata") or {})
+        assert "traceback" not in (payload.get("error_information") or {})
+
+
+def test_litellm_1_79_3_callback_records(tmp_path: Path) -> None:
+    """The callback on the newest pre-1.80 release: it must load (beside the config: 1.79 does not
+    import callbacks from PYTHONPATH) and record every request, with the facts that release has."""
+    info = run_capture("1.79.3", tmp_path, beside_config=True)
+    recs = records(tmp_path / "requests.log")
+    assert sum(r["hook"] in ("success", "post_call_failure") for r in recs) == info["sent"]
+    successes = [r for r in recs if r["hook"] == "success"]
+    assert successes and all(r["facts"]["model"] and r["facts"]["end_time"] for r in successes)
+    hooks = [r for r in recs if r["hook"] == "post_call_failure"]
+    assert {h["labels"]["exception_class"] for h in hooks} >= {"Openai.RateLimitError", "RateLimitError"}
+    data = (tmp_path / "requests.log").read_bytes()
+    for canary in (*CANARIES, info["master_key"]):
+        assert canary.encode() not in data
+    # logmetrics reads it: every request counted once in its proxy_total_requests family
+    out = replay(tmp_path / "requests.log", tmp_path / "logmetrics.prom")
+    total = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in out.splitlines()
+        if line.startswith("litellm_proxy_total_requests_metric_total{")
+    )
+    assert total == info["sent"]
