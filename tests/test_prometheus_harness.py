@@ -8,6 +8,10 @@ test writes an OpenMetrics file with three-day-old samples, turns it into TSDB b
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from prom import (
     poll,
     prometheus_running,
     promql_names,
+    promtool,
 )
 
 STUB = """\
@@ -141,3 +146,109 @@ def test_name_checker_tells_functions_from_metrics() -> None:
     assert names.matchers == {("litellm_llm_api_time_to_first_token_metric_bucket", "requested_model")}
     assert "litellm_zero_cost_requests_total" in EXPOSED_LABELS  # already ends in _total
     assert "le" in EXPOSED_LABELS["litellm_deployment_latency_per_output_token_bucket"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The snippets of docs/prometheus-grafana.md
+
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs/prometheus-grafana.md"
+RULES = ROOT / "alerts/logmetrics.rules.yml"
+
+
+def doc_blocks(lang: str) -> list[str]:
+    """The fenced ```lang blocks of the doc, dedented (blocks inside numbered steps are indented)."""
+    return [textwrap.dedent(b) for b in re.findall(rf"^ *```{lang}\n(.*?)^ *```", DOC.read_text(), re.M | re.S)]
+
+
+def doc_configs() -> list[str]:
+    return [b for b in doc_blocks("yaml") if b.startswith("# prometheus.yml")]
+
+
+def doc_promql() -> list[str]:
+    """Each expression of the ```promql blocks (separated by blank lines, comments dropped)."""
+    exprs = []
+    for block in doc_blocks("promql"):
+        for chunk in block.split("\n\n"):
+            expr = "\n".join(line for line in chunk.splitlines() if not line.lstrip().startswith("#")).strip()
+            if expr:
+                exprs.append(expr)
+    return exprs
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("config", doc_configs(), ids=[c.splitlines()[0][2:] for c in doc_configs()])
+def test_doc_prometheus_configs_are_valid(tmp_path: Path, config: str) -> None:
+    path = tmp_path / "prometheus.yml"
+    path.write_text(config.replace("/etc/prometheus/rules/logmetrics.rules.yml", str(RULES)))
+    agent = ["--agent"] if "--enable-feature=agent" in config else []
+    done = promtool("check", "config", *agent, path)
+    assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.real
+def test_doc_recording_rules_are_valid(tmp_path: Path) -> None:
+    blocks = [b for b in doc_blocks("yaml") if b.startswith("# /etc/prometheus/rules/")]
+    assert blocks
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"rules-{i}.yml"
+        path.write_text(block)
+        done = promtool("check", "rules", path)
+        assert done.returncode == 0, done.stdout
+        for expr in re.findall(r"expr: (.*)", block):
+            assert check_names(expr) == [], expr
+
+
+def test_doc_has_the_snippets_it_promises() -> None:
+    assert len(doc_configs()) >= 4  # single host, central, federation, agent
+    assert len(doc_promql()) >= 5
+    text = DOC.read_text()
+    for command in (
+        "--openmetrics-out hist.om",
+        "promtool tsdb create-blocks-from openmetrics hist.om",
+        "/var/lib/prometheus/metrics2/",
+        "storage.tsdb.retention.time",
+    ):
+        assert command in text
+
+
+@pytest.mark.parametrize("expr", doc_promql())
+def test_doc_promql_names_only_what_logmetrics_exposes(expr: str) -> None:
+    assert check_names(expr) == []
+
+
+@pytest.mark.real
+def test_doc_promql_is_valid_promql(scraped: tuple[Prometheus, ExpositionServer]) -> None:
+    prom, _ = scraped
+    for expr in doc_promql():
+        prom.query(expr)  # raises QueryError on a syntax error
+
+
+@pytest.mark.real
+def test_doc_backfill_recipe_with_labels(tmp_path: Path) -> None:
+    """`replay --openmetrics-out`, the doc's sed that adds job/instance, promtool, Prometheus."""
+    records = ROOT / "fixtures/sample-logs/litellm-1.109.1/requests-runA.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "logmetrics", "replay", str(records), "--openmetrics-out", "hist.om", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    sed = next(line.strip() for line in DOC.read_text().splitlines() if line.strip().startswith("sed -E"))
+    done = subprocess.run(["bash", "-c", sed], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    backfill(tmp_path / "hist-labelled.om", tmp_path / "data")
+    last = max(
+        float(line.rsplit(" ", 1)[1])
+        for line in (tmp_path / "hist.om").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    with prometheus_running(tmp_path / "prom", data_dir=tmp_path / "data", retention="100y") as prom:
+        total = prom.value(
+            'sum(litellm_proxy_total_requests_metric_total{job="logmetrics",instance="litellm-a"})', at=last
+        )
+        assert total == 31.0  # every request of run A, once
+        assert prom.query('count({__name__=~".+", job!="logmetrics"})', at=last) == []  # every series labelled
