@@ -263,19 +263,27 @@ def start_prometheus(
     scrape_interval: str = "1s",
     retention: str = "15d",
     extra_args: Sequence[str] = (),
+    config_text: str | None = None,
+    agent: bool = False,
 ) -> Prometheus:
     """Start a real Prometheus on 127.0.0.1:<free port>, wait until /-/ready, and return it.
 
     Call `.stop()` when done (the `prometheus_running` context manager does). `retention` must cover
-    the age of backfilled data, or Prometheus deletes those blocks at start."""
+    the age of backfilled data, or Prometheus deletes those blocks at start. `config_text` replaces
+    the generated config (targets, rule_files, scrape_interval are then ignored); `agent` starts it in
+    agent mode (scrape and remote-write only: no queries, no rules)."""
     binary = require_binary(PROMETHEUS)
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
-    config.write_text(
-        prometheus_config(targets or {}, scrape_interval=scrape_interval, rule_files=rule_files)
-    )
+    if config_text is None:
+        config_text = prometheus_config(targets or {}, scrape_interval=scrape_interval, rule_files=rule_files)
+    config.write_text(config_text)
     data_dir = data_dir or workdir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
+    if agent:
+        storage = ["--enable-feature=agent", f"--storage.agent.path={data_dir}"]
+    else:
+        storage = [f"--storage.tsdb.path={data_dir}", f"--storage.tsdb.retention.time={retention}"]
     last_error = ""
     for _attempt in range(3):  # the free port can be taken between probe and bind
         port = free_port()
@@ -285,8 +293,7 @@ def start_prometheus(
                 [
                     binary,
                     f"--config.file={config}",
-                    f"--storage.tsdb.path={data_dir}",
-                    f"--storage.tsdb.retention.time={retention}",
+                    *storage,
                     f"--web.listen-address=127.0.0.1:{port}",
                     "--log.level=info",
                     *extra_args,
@@ -406,9 +413,7 @@ class ExpositionServer:
 
 
 _SCALED_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
-_SAMPLE_RE = re.compile(
-    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?P<labels>\{.*\})?\s+(?P<value>\S+)(?P<rest>.*)$"
-)
+_SAMPLE_RE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?P<labels>\{.*\})?\s+(?P<value>\S+)(?P<rest>.*)$")
 
 
 def grow_counters(exposition: str, factor: float) -> str:

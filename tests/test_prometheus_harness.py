@@ -252,3 +252,74 @@ def test_doc_backfill_recipe_with_labels(tmp_path: Path) -> None:
         )
         assert total == 31.0  # every request of run A, once
         assert prom.query('count({__name__=~".+", job!="logmetrics"})', at=last) == []  # every series labelled
+
+
+SAMPLE = ROOT / "fixtures/sample-logs/litellm-1.109.1/metrics-runA.txt"
+
+
+def doc_config(containing: str) -> str:
+    return next(c for c in doc_configs() if containing in c)
+
+
+@pytest.mark.real
+def test_doc_fleet_sums_recording_rules_and_federation(tmp_path: Path) -> None:
+    """Two hosts scraped by a site Prometheus running the doc's recording rules; a global Prometheus
+    federating from it with the doc's federation config keeps the hosts' labels and gets the
+    aggregates; the doc's fleet PromQL answers on the site."""
+    exposition = SAMPLE.read_text()
+    rules = tmp_path / "litellm-fleet.rules.yml"
+    rules.write_text(next(b for b in doc_blocks("yaml") if b.startswith("# /etc/prometheus/rules/")))
+    with (
+        ExpositionServer(lambda n: grow_counters(exposition, n)) as host_a,
+        ExpositionServer(lambda n: grow_counters(exposition, n)) as host_b,
+        prometheus_running(
+            tmp_path / "site", {"logmetrics": [host_a.address, host_b.address]}, rule_files=[rules]
+        ) as site,
+    ):
+        site.wait_for_scrapes("logmetrics", 3)
+        for expr in doc_promql():
+            assert site.query(expr), f"no data on the site Prometheus for {expr}"
+        per_host = site.query(
+            "histogram_quantile(0.95, sum by (instance, requested_model, le)"
+            " (rate(litellm_request_total_latency_metric_bucket[5m])))"
+        )
+        assert {s.labels["instance"] for s in per_host} == {host_a.address, host_b.address}
+
+        federation = (
+            doc_config("/federate")
+            .replace('["prometheus-site-1.internal:9090", "prometheus-site-2.internal:9090"]',
+                     f'["{site.url.removeprefix("http://")}"]')
+            .replace("scrape_interval: 30s", "scrape_interval: 1s")
+        )  # fmt: skip
+        with prometheus_running(tmp_path / "global", config_text=federation) as top:
+            aggregates = top.wait_for("requested_model:litellm_proxy_total_requests:rate5m", timeout=20)
+            assert {s.labels.get("requested_model") for s in aggregates} >= {"gpt-4o-mini", "claude-haiku"}
+            hosts = top.wait_for(
+                'count by (job, instance) (litellm_proxy_total_requests_metric_total{job="logmetrics"})',
+                lambda r: len(r) == 2,
+            )
+            assert {s.labels["instance"] for s in hosts} == {host_a.address, host_b.address}
+
+
+@pytest.mark.real
+def test_doc_remote_write_agent(tmp_path: Path) -> None:
+    """The doc's agent config scrapes a local logmetrics and pushes to a central Prometheus with the
+    remote-write receiver on; the central one sees `up` and the LiteLLM series as instance litellm-a."""
+    exposition = SAMPLE.read_text()
+    with (
+        ExpositionServer(lambda n: grow_counters(exposition, n)) as host,
+        prometheus_running(tmp_path / "central", extra_args=["--web.enable-remote-write-receiver"]) as central,
+    ):
+        agent_config = (
+            doc_config("remote_write")
+            .replace('"127.0.0.1:9464"', f'"{host.address}"')
+            .replace("scrape_interval: 15s", "scrape_interval: 1s")
+            .replace("http://prometheus.internal:9090", central.url)
+        )
+        assert host.address in agent_config and central.url in agent_config
+        with prometheus_running(tmp_path / "agent", config_text=agent_config, agent=True):
+            central.wait_for('up{job="logmetrics", instance="litellm-a"} == 1', timeout=25)
+            got = central.wait_for(
+                'sum by (requested_model) (litellm_proxy_total_requests_metric_total{instance="litellm-a"})'
+            )
+            assert {s.labels.get("requested_model") for s in got} >= {"gpt-4o-mini", "claude-haiku"}
