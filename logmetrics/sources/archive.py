@@ -1,38 +1,57 @@
 """Archived inputs for `replay`: files, globs, gzip (by magic bytes, multi-member), journald's
-`.journal` files, and `-` for stdin. A rotated set is read oldest first, whatever order the
-shell gives (`requests.log.3.gz requests.log.2.gz requests.log.1 requests.log`)."""
+`.journal` files, pipes (`<(zcat x.gz)`, a named FIFO: read until the writer closes it), and `-`
+for stdin. A rotated set is read oldest first, whatever order the shell gives
+(`requests.log.3.gz requests.log.2.gz requests.log.1 requests.log`).
+
+Hostile input stays bounded: a line over the limit is dropped as it streams past (never held),
+a device (`/dev/zero`) or socket is a usage error, and a run of NUL bytes ends a line and is
+dropped. NULs are what a sparse hole reads as: a file truncated under a writer that does not
+append (copytruncate) gets one before its next line, and a crash can leave them in place of
+unflushed blocks. JSON text never holds a raw NUL, so no record is lost by the rule; the record
+after the hole is kept. Holes are skipped with SEEK_DATA without being read.
+"""
 
 from __future__ import annotations
 
+import errno
 import glob
 import gzip
 import os
 import re
+import stat
 import sys
 import zlib
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import IO
+from typing import BinaryIO, Protocol
 
 from logmetrics.errors import UsageError
-from logmetrics.sources.journald import is_journal_file, read_journal_file
+from logmetrics.sources.journald import JOURNAL_MAGIC, read_journal_file
 
 GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
 # name.N, name.N.gz, name-YYYYMMDD, name.YYYY-MM-DD(.gz)
 _ROTATED = re.compile(r"^(?P<base>.+?)[.-](?P<suffix>\d+|\d{4}-\d{2}-\d{2})(?P<gz>\.gz)?$")
+_NULS = re.compile(rb"\x00+")
+_SEEK_DATA: int | None = getattr(os, "SEEK_DATA", None)
+
+
+class Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
 
 
 @dataclass
 class ReadStats:
-    bytes_read: int = 0
+    bytes_read: int = 0  # input bytes covered, sparse holes included
     files: int = 0
     unreadable: int = 0  # files that vanished or failed mid-way
     too_long: int = 0
 
 
 def expand(paths: list[str]) -> list[str]:
-    """Command-line paths -> files in reading order. A missing path is a UsageError."""
+    """Command-line paths -> files in reading order. A missing path, a device or a socket is a
+    UsageError; a directory stands for the regular files directly in it."""
     found: list[str] = []
     for path in paths:
         if path == "-":
@@ -45,12 +64,19 @@ def expand(paths: list[str]) -> list[str]:
             if os.path.isdir(match):
                 found.extend(os.path.join(match, n) for n in sorted(os.listdir(match))
                              if os.path.isfile(os.path.join(match, n)))
-            elif not os.path.exists(match):
-                raise UsageError(f"{match}: no such file")
-            elif not os.access(match, os.R_OK):
+                continue
+            try:
+                mode = os.stat(match).st_mode
+            except FileNotFoundError:
+                raise UsageError(f"{match}: no such file") from None
+            except OSError as e:
+                raise UsageError(f"{match}: {e.strerror}") from None
+            if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+                kind = "a socket" if stat.S_ISSOCK(mode) else "a device"
+                raise UsageError(f"{match} is {kind}, not a log file (give files, a directory, or - for stdin)")
+            if not os.access(match, os.R_OK):
                 raise UsageError(f"{match}: permission denied")
-            else:
-                found.append(match)
+            found.append(match)
     seen: set[str] = set()
     unique = [p for p in found if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
     return sorted(unique, key=rotation_key)
@@ -72,60 +98,124 @@ def rotation_key(path: str) -> tuple[str, int, object]:
     return (base, 0, -int(suffix))  # a rotation number: higher is older
 
 
-def _open(path: str) -> IO[bytes]:
-    if path == "-":
-        return sys.stdin.buffer
-    f = open(path, "rb")
-    if f.read(2) == GZIP_MAGIC:
-        f.close()
-        return gzip.open(path, "rb")  # type: ignore[return-value]  # reads every member of a multi-member file
-    f.seek(0)
-    return f
-
-
 def read_lines(paths: list[str], stats: ReadStats, max_line_bytes: int) -> Iterator[bytes]:
-    """Every complete line of every file, in order. A line longer than the limit is not held in
-    memory: it is dropped and counted in `stats.too_long`. A file that vanishes or breaks
+    """Every complete, non-empty line of every file, in order. A line longer than the limit is not
+    held in memory: it is dropped and counted in `stats.too_long`. A file that vanishes or breaks
     mid-way is counted in `stats.unreadable`; what was read of it stays read."""
     for path in paths:
         stats.files += 1
         try:
-            if path != "-" and is_journal_file(path):
-                for line in read_journal_file(path):
-                    stats.bytes_read += len(line) + 1
-                    yield line
-                continue
-            with _open(path) as f:
-                yield from _split(f, stats, max_line_bytes)
+            with ExitStack() as stack:
+                source = _open(path, stack)
+                if source is None:
+                    for line in read_journal_file(path):
+                        stats.bytes_read += len(line) + 1
+                        yield line
+                else:
+                    stream, fd = source
+                    yield from _split(stream, stats, max_line_bytes, fd)
         except (OSError, EOFError, zlib.error):
             stats.unreadable += 1
 
 
-def _split(f: IO[bytes], stats: ReadStats, max_line_bytes: int) -> Iterator[bytes]:
-    rest = b""
+def _open(path: str, stack: ExitStack) -> tuple[Readable, int | None] | None:
+    """The bytes of `path` (gunzipped), and the descriptor of a plain regular file (read with
+    pread, holes skipped), or None for a journal file. A pipe is opened once and never rewound:
+    its first bytes are peeked, not consumed (a FIFO's open waits for a writer, as `cat` does)."""
+    if path == "-":
+        buffered: BinaryIO = sys.stdin.buffer
+    else:
+        raw = stack.enter_context(open(path, "rb", buffering=0))
+        if stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
+            head = os.pread(raw.fileno(), len(JOURNAL_MAGIC), 0)
+            if head == JOURNAL_MAGIC:
+                return None
+            if head[:2] != GZIP_MAGIC:
+                return raw, raw.fileno()
+            return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")), None
+        buffered = stack.enter_context(open(raw.fileno(), "rb", buffering=_CHUNK, closefd=False))
+    peek = getattr(buffered, "peek", None)  # a BufferedReader's; a replaced stdin may lack it
+    if peek is not None and peek(2)[:2] == GZIP_MAGIC:
+        return stack.enter_context(gzip.GzipFile(fileobj=buffered, mode="rb")), None
+    return buffered, None
+
+
+def _split(f: Readable, stats: ReadStats, max_line_bytes: int, fd: int | None = None) -> Iterator[bytes]:
+    """Lines of `f` (of `fd` with pread when given): split at b"\\n" and at NUL runs, a trailing
+    b"\\r" removed, empty lines left out; lines over `max_line_bytes` counted, never held."""
+    pending: list[bytes] = []  # pieces of the line not yet ended
+    pending_len = 0
     dropping = False  # inside a line that is already too long
+    pos = 0
+    seek_data = _SEEK_DATA if fd is not None else None
     while True:
-        chunk = f.read(_CHUNK)
+        if fd is None:
+            chunk = f.read(_CHUNK)
+        else:
+            if seek_data is not None:
+                try:
+                    at = os.lseek(fd, pos, seek_data)
+                except OSError as e:
+                    if e.errno != errno.ENXIO:  # ENXIO: only a hole (or nothing) after pos
+                        seek_data = None
+                        at = pos
+                    else:
+                        at = max(pos, os.fstat(fd).st_size)
+                if at > pos:  # a hole: zeros, a NUL run, so the line ends here
+                    stats.bytes_read += at - pos
+                    pos = at
+                    if pending_len and not dropping:
+                        line = b"".join(pending)
+                        if line[-1:] == b"\r":
+                            line = line[:-1]
+                        if line:
+                            yield line
+                    pending, pending_len, dropping = [], 0, False
+            chunk = os.pread(fd, _CHUNK, pos)
+            pos += len(chunk)
         if not chunk:
             break
         stats.bytes_read += len(chunk)
-        lines = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
-        rest = lines.pop()
-        for line in lines:
+        if b"\0" in chunk:
+            chunk = _NULS.sub(b"\n", chunk)
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        if lines:
+            first = lines[0]
             if dropping:
                 dropping = False
-                continue
-            if len(line) > max_line_bytes:
+            elif pending_len + len(first) > max_line_bytes:
                 stats.too_long += 1
-                continue
-            yield line[:-1] if line[-1:] == b"\r" else line
-        if len(rest) > max_line_bytes:
-            if not dropping:
-                stats.too_long += 1
-            dropping = True
-            rest = b""
-    if rest and not dropping:
-        if len(rest) > max_line_bytes:
+            else:
+                if pending_len:
+                    pending.append(first)
+                    first = b"".join(pending)
+                if first[-1:] == b"\r":
+                    first = first[:-1]
+                if first:
+                    yield first
+            pending, pending_len = [], 0
+            rest = lines[1:] if len(lines) > 1 else []
+            if rest:
+                if len(chunk) > max_line_bytes:
+                    n = len(rest)
+                    rest = [x for x in rest if len(x) <= max_line_bytes]
+                    stats.too_long += n - len(rest)
+                if b"\r" in chunk:
+                    rest = [x[:-1] if x[-1:] == b"\r" else x for x in rest]
+                if not all(rest):
+                    rest = [x for x in rest if x]
+                yield from rest
+        if dropping or not tail:
+            continue
+        pending.append(tail)
+        pending_len += len(tail)
+        if pending_len > max_line_bytes:
             stats.too_long += 1
-        else:
-            yield rest[:-1] if rest[-1:] == b"\r" else rest
+            dropping, pending, pending_len = True, [], 0
+    if pending_len and not dropping:
+        line = b"".join(pending)
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        if line:
+            yield line
