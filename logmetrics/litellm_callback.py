@@ -79,9 +79,7 @@ _DROP_HIDDEN = frozenset({"additional_headers"})
 _DROP_ERROR_INFO = frozenset({"traceback"})
 _KEEP_MODEL_PARAMETERS = ("service_tier", "stream")
 # Service tiers LiteLLM accepts as a *requested* tier label (service_tier_utils in 1.109.1).
-_KNOWN_TIERS = frozenset(
-    {"auto", "default", "flex", "priority", "scale", "standard", "standard_only", "batch"}
-)
+_KNOWN_TIERS = frozenset({"auto", "default", "flex", "priority", "scale", "standard", "standard_only", "batch"})
 
 
 def default_log_path() -> str:
@@ -223,19 +221,19 @@ def _helper(name: str) -> Callable[..., Any] | None:
 
 
 def _d(value: object) -> Mapping[str, Any]:
-    """A mapping view of a dict or a pydantic-like object; {} otherwise."""
+    """A mapping view of a dict or a pydantic-like object; {} otherwise (never raises)."""
     if isinstance(value, Mapping):
         return value
     if value is None:
         return {}
-    dump = getattr(value, "model_dump", None) or getattr(value, "dict", None)
-    if callable(dump):
-        try:
+    try:
+        dump = getattr(value, "model_dump", None) or getattr(value, "dict", None)
+        if callable(dump):
             out = dump()
             if isinstance(out, Mapping):
                 return out
-        except Exception:  # noqa: BLE001
-            return {}
+    except Exception:  # noqa: BLE001
+        pass
     return {}
 
 
@@ -258,7 +256,10 @@ def _jsonable(value: object, depth: int = 0) -> Any:
     dumped = _d(value)
     if dumped:
         return _jsonable(dumped, depth + 1)
-    return str(value)
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001
+        return "<unprintable>"
 
 
 def _time(value: object) -> str | float | None:
@@ -308,16 +309,14 @@ def _gate_end_user(value: object) -> str | None:
 
 
 def _service_tier(slp: Mapping[str, Any]) -> str | None:
-    fn = _import(
-        "litellm.litellm_core_utils.service_tier_utils", "get_service_tier_from_standard_logging_payload"
-    )
+    fn = _import("litellm.litellm_core_utils.service_tier_utils", "get_service_tier_from_standard_logging_payload")
     sentinel = object()
     got = _call(fn, slp, default=sentinel)
     if got is not sentinel:
         return None if got is None else str(got)
-    served = _d(slp.get("response")).get("service_tier") or _d(
-        _d(slp.get("metadata")).get("usage_object")
-    ).get("service_tier")
+    served = _d(slp.get("response")).get("service_tier") or _d(_d(slp.get("metadata")).get("usage_object")).get(
+        "service_tier"
+    )
     if isinstance(served, str) and served:
         return served
     requested = _d(slp.get("model_parameters")).get("service_tier")
@@ -458,14 +457,10 @@ def _deployment_failure_facts(kwargs: Mapping[str, Any], slp: Mapping[str, Any])
     model_id = slp.get("model_id")
     exc = kwargs.get("exception")
     if model_id is None:
-        info = _d(_d(lp.get("litellm_metadata")).get("model_info")) or _d(
-            _d(lp.get("metadata")).get("model_info")
-        )
+        info = _d(_d(lp.get("litellm_metadata")).get("model_info")) or _d(_d(lp.get("metadata")).get("model_info"))
         model_id = info.get("id")
     if model_group is None:
-        model_group = _d(lp.get("litellm_metadata")).get("model_group") or _d(lp.get("metadata")).get(
-            "model_group"
-        )
+        model_group = _d(lp.get("litellm_metadata")).get("model_group") or _d(lp.get("metadata")).get("model_group")
     malformed = _import("litellm.exceptions", "MalformedRequestFieldError")
     is_malformed = isinstance(exc, malformed) if isinstance(malformed, type) else False
     selected = bool(model_id) and not lp.get("proxy_rejected_before_routing") and not is_malformed
@@ -530,9 +525,7 @@ def trim_payload(slp: Mapping[str, Any], keep_content: bool = False) -> dict[str
                 info["error_message"] = info["error_message"][:ERROR_MESSAGE_MAX]
             out[key] = info
         elif key == "response_cost_failure_debug_info":
-            out[key] = (
-                {k: _jsonable(v) for k, v in _d(value).items() if k != "traceback_str"} if value else None
-            )
+            out[key] = {k: _jsonable(v) for k, v in _d(value).items() if k != "traceback_str"} if value else None
         elif key == "model_parameters":
             mp = _d(value)
             out[key] = {k: _jsonable(mp[k]) for k in _KEEP_MODEL_PARAMETERS if k in mp}
@@ -667,14 +660,10 @@ class LogmetricsLogger(_Base):  # type: ignore[misc,valid-type,unused-ignore]
         return self._record(hook, payload, facts, None)
 
     # -- LiteLLM hooks (keyword names are LiteLLM's) ------------------------------------------
-    async def async_log_success_event(
-        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
+    async def async_log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._emit(lambda: self._build_event("success", kwargs, start_time, end_time))
 
-    async def async_log_failure_event(
-        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
-    ) -> None:
+    async def async_log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._emit(lambda: self._build_event("failure", kwargs, start_time, end_time))
 
     async def async_post_call_failure_hook(

@@ -150,3 +150,51 @@ def test_litellm_1_79_3_callback_records(tmp_path: Path) -> None:
         if line.startswith("litellm_proxy_total_requests_metric_total{")
     )
     assert total == info["sent"]
+
+
+def test_unwritable_log_never_breaks_the_proxy(tmp_path: Path) -> None:
+    """A log path that cannot be created: requests are served as usual, LiteLLM's own exporter still
+    counts them, and the callback reports the problem once in the proxy's output."""
+    venv = venv_for("1.109.1")
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    proxy = capture_mod.Proxy(venv, TESTS / "litellm" / "config.yaml", tmp_path, blocker / "requests.log")
+    try:
+        proxy.start()
+        statuses = []
+        for body in (
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+            {"model": "claude-haiku", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+            {"model": "rate-limited", "messages": [{"role": "user", "content": "hi"}]},
+        ):
+            statuses.append(_post(proxy.base + "/v1/chat/completions", proxy.key, body))
+        assert statuses == [200, 200, 429]
+        capture_mod.wait_for(
+            lambda: capture_mod.total_requests(proxy.metrics()) >= 3, 60, "LiteLLM to count the 3 requests"
+        )
+    finally:
+        proxy.stop()
+    out = (tmp_path / "proxy-output.log").read_text(errors="replace")
+    assert out.count("logmetrics: cannot write request records") == 1, out[-3000:]
+    assert "Traceback" not in "\n".join(line for line in out.splitlines() if "logmetrics" in line), (
+        "an exception escaped the callback"
+    )
+
+
+def _post(url: str, key: str, body: dict[str, Any]) -> int:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            r.read()
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        e.read()
+        return int(e.code)

@@ -116,6 +116,10 @@ def main() -> int:
     results = [send(x) for x in warmup]
     # an unknown virtual key (no database): a 400 from the proxy, labelled with the key's sha256
     results.append(req(chat("gpt-4o-mini")[0], 400, key="sk-CANARY-UNKNOWN-KEY-5c21"))
+    # label values with quotes and backslashes: LiteLLM escapes them inside the value, then again on output
+    odd = {"User-Agent": 'my "batch" runner\\win/0.9'}
+    results.append(req(chat("gemini-flash")[0], 200, headers=odd))
+    results.append(req(chat("rate-limited")[0], 429, headers=odd))
     with ThreadPoolExecutor(max_workers=8) as pool:
         results += list(pool.map(send, burst))
     results += [send(x) for x in final]
