@@ -378,9 +378,7 @@ def expected_lines(spec: list[tuple[str, int, int]]) -> list[bytes]:
     return [x for tag, n, start in spec for x in lines(tag, n, start)]
 
 
-@pytest.mark.parametrize(
-    ("name", "kw", "steps", "want", "want_stats"), SCENARIOS, ids=[s[0] for s in SCENARIOS]
-)
+@pytest.mark.parametrize(("name", "kw", "steps", "want", "want_stats"), SCENARIOS, ids=[s[0] for s in SCENARIOS])
 def test_scenario(
     tmp_path: Path,
     name: str,
@@ -525,9 +523,7 @@ RESTARTS: list[tuple[str, list[Step], list[Step], list[tuple[str, int, int]], di
 ]
 
 
-@pytest.mark.parametrize(
-    ("name", "before", "stopped", "want", "want_stats"), RESTARTS, ids=[s[0] for s in RESTARTS]
-)
+@pytest.mark.parametrize(("name", "before", "stopped", "want", "want_stats"), RESTARTS, ids=[s[0] for s in RESTARTS])
 def test_restart(
     tmp_path: Path,
     name: str,
@@ -722,3 +718,55 @@ def _permission_dialogue(child: subprocess.Popen[str], p: Path) -> None:
         assert json.loads(child.stdout.readline()) == {"done": 1}
     finally:
         child.kill()
+
+
+ROTATING_WRITER = """
+import os, sys, time
+path, rate, seconds, rotate_every = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+burst = rate // 100
+fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+start = time.monotonic()
+i = k = 0
+next_rotation = start + rotate_every
+while i < rate * seconds:
+    os.write(fd, b"".join(b'{"i":%d,"pad":"%s"}\\n' % (i + j, b"x" * 200) for j in range(burst)))
+    i += burst
+    now = time.monotonic()
+    if now >= next_rotation:  # what RotatingFileHandler does: rename, reopen
+        os.close(fd)
+        k += 1
+        os.rename(path, f"{path}.{k}")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        next_rotation += rotate_every
+    time.sleep(max(0.0, start + i / rate - time.monotonic()))
+os.close(fd)
+print(k)
+"""
+
+
+def rotation_storm(tmp_path: Path, seconds: float) -> None:
+    p = tmp_path / "r.log"
+    rate = 5000
+    r = Runner(str(p), rotate_wait=1.0)
+    done = subprocess.run(
+        [sys.executable, "-c", ROTATING_WRITER, str(p), str(rate), str(seconds), "0.2"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    total = int(rate * seconds)
+    r.sync(total)
+    got = r.finish()
+    assert len(got) == total
+    assert sorted(json.loads(x)["i"] for x in got) == list(range(total))
+    assert r.follower.stats[str(p)].rotations == int(done.stdout)
+
+
+def test_rotation_storm_short(tmp_path: Path) -> None:
+    """5 rotations/s under 5k records/s for 2 s: every record exactly once."""
+    rotation_storm(tmp_path, 2.0)
+
+
+@pytest.mark.slow
+def test_rotation_storm_30s(tmp_path: Path) -> None:
+    rotation_storm(tmp_path, 30.0)

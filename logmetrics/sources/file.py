@@ -214,6 +214,7 @@ class _InotifyWaker(_Pipe):
         self._dirs: dict[int, str] = {}
         self._moves: dict[int, str] = {}  # cookie -> the path a wanted name was renamed from
         self._moved: list[tuple[str, str]] = []
+        self._full = False
 
     def watch(self, plan: dict[str, _Interest], tracked: set[str]) -> None:
         self._tracked = tracked
@@ -226,6 +227,9 @@ class _InotifyWaker(_Pipe):
                 wd = self._add(self.fd, os.fsencode(d), _IN_MASK)
                 if wd >= 0:
                     self._wds[d] = wd
+                elif ctypes.get_errno() == errno.ENOSPC and not self._full:
+                    self._full = True  # still read every _STOP_CHECK s and rescanned every rescan_interval
+                    log.warning("inotify watch limit reached (fs.inotify.max_user_watches): %s is polled", d)
         self._interest = {}
         for d, wd in self._wds.items():
             self._interest.setdefault(wd, []).append(plan[d])
@@ -435,18 +439,20 @@ class FileFollower:
     # -- public -----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Batch]:
+        last_passes = 3  # after `stop`: read what is there, but not forever behind a busy writer
         try:
             while True:
                 stopping = self.stop.is_set()
                 if stopping:
                     self._scan()
+                    last_passes -= 1
                 progressed = False
                 for t in self._order():
                     for batch in self._drain(t):
                         progressed = True
                         yield batch
                 self._expire(time.monotonic())
-                if stopping and not progressed:
+                if stopping and (not progressed or last_passes == 0):
                     return
                 woke = self._waker.wait(0.0 if progressed else self._timeout())
                 if woke == "rescan" or time.monotonic() - self._last_scan >= self.rescan_interval:
@@ -457,7 +463,9 @@ class FileFollower:
     def positions(self) -> dict[str, Any]:
         """JSON-serialisable checkpoint: pass it back as `positions=` after a restart."""
         files = []
-        for t in sorted(self._tails.values(), key=lambda t: t.seq):
+        tails = list(self._tails.values())  # one C-level copy: safe while another thread iterates
+        tails.sort(key=lambda t: t.seq)
+        for t in tails:
             files.append(
                 {
                     "source": t.source,
@@ -538,7 +546,10 @@ class FileFollower:
         for name in self._matches():
             try:
                 st = os.stat(name)
-            except OSError:
+            except FileNotFoundError:
+                continue
+            except OSError as e:  # a directory on the way we may not search
+                self._open_failed(name, e)
                 continue
             if not stat.S_ISREG(st.st_mode):
                 if name not in self._warned:
@@ -589,10 +600,7 @@ class FileFollower:
         except FileNotFoundError:
             return None
         except OSError as e:
-            if name not in self._failing:
-                self._failing.add(name)
-                self._stats(name).open_errors += 1
-                log.warning("cannot open %s: %s", name, e.strerror or e)
+            self._open_failed(name, e)
             return None
         self._failing.discard(name)
         ident = (st.st_dev, st.st_ino)
@@ -607,6 +615,13 @@ class FileFollower:
             nl = window.rfind(b"\n")
             self._seek(t, st.st_size - len(window) + nl + 1 if nl >= 0 else st.st_size)
         return t
+
+    def _open_failed(self, name: str, e: OSError) -> None:
+        """Counted (and logged) once until the file opens: retried on every change and rescan."""
+        if name not in self._failing:
+            self._failing.add(name)
+            self._stats(name).open_errors += 1
+            log.warning("cannot open %s: %s", name, e.strerror or e)
 
     def _add(self, source: str, path: str, fd: int, st: os.stat_result) -> _Tail:
         real = os.path.realpath(path)
@@ -722,9 +737,7 @@ class FileFollower:
         head = _pread(t.fd, int(e["fp_len"]), 0)
         return _digest(head) == str(e["fp"]) and _digest(_pread(t.fd, n, offset - n)) == str(e["check"])
 
-    def _find(
-        self, path: str, d: str, e: dict[str, Any], *, by_inode: bool
-    ) -> tuple[str, int, os.stat_result] | None:
+    def _find(self, path: str, d: str, e: dict[str, Any], *, by_inode: bool) -> tuple[str, int, os.stat_result] | None:
         """The checkpointed file in its directory: by inode (renamed), or by content (a copy)."""
         want = (int(e["dev"]), int(e["ino"]))
         stem = os.path.basename(path).split(".")[0]
@@ -873,6 +886,12 @@ class FileFollower:
             self._seek(c, offset, skipping)
             yield from self._drain(c)
 
+    def _too_long(self, lines: list[bytes]) -> bool:
+        # only the first line can hold more than one read (it began in `partial`)
+        if self.read_size <= self.max_line_bytes:
+            return len(lines[0]) > self.max_line_bytes
+        return max(map(len, lines)) > self.max_line_bytes
+
     def _split(self, t: _Tail, data: bytes) -> tuple[list[bytes], int]:
         """Consume `data` (read at `t.read_pos`): complete lines, and how many were too long."""
         skipped = 0
@@ -910,7 +929,7 @@ class FileFollower:
         t.ctail = (t.ctail + buf[max(0, consumed - CHECK_LEN) : consumed])[-CHECK_LEN:]
         if b"\r" in buf:
             lines = [x[:-1] if x.endswith(b"\r") else x for x in lines]
-        if end > self.max_line_bytes:
+        if end > self.max_line_bytes and self._too_long(lines):
             n = len(lines)
             lines = [x for x in lines if len(x) <= self.max_line_bytes]
             skipped += n - len(lines)
