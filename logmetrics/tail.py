@@ -160,12 +160,14 @@ def forward(files: list[str], parser: Parser, max_line: int) -> Iterator[Shown]:
     """Every result of `files` in reading order (gzip, journal files, stdin as they come)."""
     stats = ReadStats()
     for line in read_lines(files, stats, max_line):
+        while stats.too_long:  # read_lines counts them as it drops them, before the next line
+            stats.too_long -= 1
+            yield _TOO_LONG
         r = decode(parser, line)
         if r is not None:
             yield r
-        while stats.too_long:  # read_lines drops them as it goes
-            stats.too_long -= 1
-            yield _TOO_LONG
+    for _ in range(stats.too_long):
+        yield _TOO_LONG
     for _ in range(stats.unreadable):
         yield Skip(SkipReason.UNREADABLE)
 
@@ -525,7 +527,17 @@ def tail_cmd(
     n = _lines_arg(lines)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
-    p = plan(paths or [], journal, user, n, follow, select, parser, max_line, journal_dir)
+    try:
+        _tail(paths or [], journal, user, n, follow, select, parser, max_line, journal_dir, output, table, by,
+              sort, interval)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the normal way to stop following
+        pass
+
+
+def _tail(paths: list[str], journal: str | None, user: bool, n: int | None, follow: bool, select: Select,
+          parser: Parser, max_line: int, journal_dir: str | None, output: str, table: bool, by: str, sort: str,
+          interval: float) -> None:
+    p = plan(paths, journal, user, n, follow, select, parser, max_line, journal_dir)
     if not table:
         sink: Sink = JsonSink(sys.stdout.buffer) if output == "json" else TextSink(view.LineWriter(view.out_console()))
         run(p, select, sink, parser)

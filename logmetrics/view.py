@@ -281,19 +281,24 @@ class LiveTable:
             body.sort(key=lambda r: (-(r[col] if r[col] is not None else -1.0), str(r["model"])))
         self.rows, self.sort, self.by, self.footer, self.now = body, col, by, footer, now
 
-    def columns(self, width: int) -> list[LiveColumn]:
+    def columns(self, width: int) -> tuple[list[LiveColumn], int]:
+        """The columns that fit in `width` (the model column counted at most MODEL_WIDTH wide),
+        and the model column's width: what is left, up to its longest name."""
         cells = [*self.rows, self.total]
-        widths = {c.key: max([len(c.header)] + [len(_cell(c.key, r[c.key])) for r in cells]) for c in LIVE_COLUMNS}
-        widths["model"] = min(max(widths["model"], 12), self.MODEL_WIDTH)
+        widths = {c.key: max([len(c.header) + 2 * (c.key == self.sort)] + [len(_cell(c.key, r[c.key])) for r in cells])
+                  for c in LIVE_COLUMNS}
+        natural = max(widths["model"], 12)
+        widths["model"] = min(natural, self.MODEL_WIDTH)
         cols = list(LIVE_COLUMNS)
         for victim in sorted((c for c in LIVE_COLUMNS if c.drop and c.key != self.sort), key=lambda c: c.drop):
             if sum(widths[c.key] for c in cols) + 3 * (len(cols) - 1) <= width:
                 break
             cols.remove(victim)
-        return cols
+        spare = width - sum(widths[c.key] for c in cols) - 3 * (len(cols) - 1)
+        return cols, min(natural, widths["model"] + max(0, spare))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Table | Text]:
-        cols = self.columns(options.max_width)
+        cols, model_width = self.columns(options.max_width)
         table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False, header_style="bold",
                       show_footer=True, footer_style="bold")
         for c in cols:
@@ -301,7 +306,7 @@ class LiveTable:
             table.add_column(header + (" ▼" if c.key == self.sort and c.key != "model" else ""),
                              footer=_cell(c.key, self.total[c.key]),
                              justify="left" if c.key == "model" else "right", no_wrap=True,
-                             max_width=self.MODEL_WIDTH if c.key == "model" else None, overflow="ellipsis")
+                             max_width=model_width if c.key == "model" else None, overflow="ellipsis")
         rows = self.rows
         if options.is_terminal:
             room = max(2, options.max_height - 7)  # header, rules, totals, footer, the cursor line
@@ -314,12 +319,13 @@ class LiveTable:
 
     def _footer(self) -> str:
         f = self.footer
-        parts = [f.source] if f.source else []
-        parts.append(f"skipped {f.skipped:,}")
+        parts = [f"skipped {f.skipped:,}"]
         if f.lag_bytes is not None:
             parts.append(f"lag {_bytes(f.lag_bytes)}")
         if f.newest is not None:
             parts.append(f"newest record {_seconds(max(0.0, self.now - f.newest))} ago")
+        if f.source:
+            parts.append(f.source)  # last: a long path is what gets cut on a narrow terminal
         return " · ".join(parts)
 
 
