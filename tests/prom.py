@@ -412,6 +412,55 @@ class ExpositionServer:
         self._thread.join(5)
 
 
+@contextlib.contextmanager
+def exporter_process(
+    argv: Sequence[str],
+    workdir: Path,
+    *,
+    timeout: float = 20.0,
+    env: Mapping[str, str] | None = None,
+    check_exit: bool = True,
+) -> Iterator[str]:
+    """Run a real exporter (e.g. `logmetrics serve`) and yield its HOST:PORT once /metrics answers.
+
+    In `argv`, `{listen}` becomes 127.0.0.1:<free port> and `{port}` the port alone. At the end the
+    process gets SIGTERM and, with `check_exit`, must exit 0 within 10 s. Its stdout+stderr go to
+    workdir/exporter.log."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    log_path = workdir / "exporter.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [a.replace("{listen}", address).replace("{port}", str(port)) for a in argv],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
+
+    def serving() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exporter exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=2) as resp:
+            return bool(resp.status == 200)
+
+    try:
+        poll(serving, bool, timeout=timeout, what=f"{argv[0]} serving /metrics on {address}")
+        yield address
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+                raise RuntimeError(f"exporter ignored SIGTERM for 10 s:\n{log_path.read_text()[-4000:]}") from None
+    if check_exit and proc.returncode != 0:
+        raise RuntimeError(f"exporter exited with {proc.returncode} on SIGTERM:\n{log_path.read_text()[-4000:]}")
+
+
 _SCALED_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
 _SAMPLE_RE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?P<labels>\{.*\})?\s+(?P<value>\S+)(?P<rest>.*)$")
 

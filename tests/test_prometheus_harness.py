@@ -22,6 +22,7 @@ from prom import (
     Prometheus,
     backfill,
     check_names,
+    exporter_process,
     free_port,
     grow_counters,
     poll,
@@ -323,3 +324,26 @@ def test_doc_remote_write_agent(tmp_path: Path) -> None:
                 'sum by (requested_model) (litellm_proxy_total_requests_metric_total{instance="litellm-a"})'
             )
             assert {s.labels.get("requested_model") for s in got} >= {"gpt-4o-mini", "claude-haiku"}
+
+
+@pytest.mark.real
+def test_exporter_process_is_scraped(tmp_path: Path) -> None:
+    """`exporter_process` runs a real exporter command (here Python's http.server over a file named
+    `metrics`; later `logmetrics serve ... --listen {listen}`) and Prometheus scrapes it."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "metrics").write_text(STUB)
+    argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(site), "{port}"]
+    with exporter_process(argv, tmp_path / "exporter", check_exit=False) as address:  # http.server dies on SIGTERM
+        with prometheus_running(tmp_path / "prom", {"logmetrics": [address]}) as prom:
+            prom.wait_for_scrapes("logmetrics", 1)
+            assert prom.value("logmetrics_lag_seconds") == 2.5
+
+
+@pytest.mark.real
+def test_exporter_process_that_dies_fails_fast(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="exited with 3"):
+        with exporter_process([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path):
+            pass
+    assert time.monotonic() - started < 10
