@@ -198,3 +198,55 @@ def _post(url: str, key: str, body: dict[str, Any]) -> int:
     except urllib.error.HTTPError as e:
         e.read()
         return int(e.code)
+
+
+def test_serve_follows_live_proxy_with_parity(tmp_path: Path) -> None:
+    """`logmetrics serve` following the callback's log while the proxy runs: once both sides settle,
+    its /metrics equals LiteLLM's on every request-fed family."""
+    venv = venv_for("1.109.1")
+    log = tmp_path / "requests.log"
+    proxy = capture_mod.Proxy(venv, TESTS / "litellm" / "config.yaml", tmp_path, log)
+    port = capture_mod.free_port()
+    serve: subprocess.Popen[bytes] | None = None
+    try:
+        proxy.start()
+        with open(tmp_path / "serve-output.log", "wb") as serve_out:
+            serve = subprocess.Popen(
+                [sys.executable, "-m", "logmetrics", "serve", str(log), "--listen", f"127.0.0.1:{port}",
+                 "--state-dir", str(tmp_path / "state"), "--no-table"],
+                cwd=REPO, stdout=serve_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        ours_url = f"http://127.0.0.1:{port}/metrics"
+
+        def ours() -> str:
+            try:
+                status, text = capture_mod.http_get(ours_url)
+            except OSError:  # not listening yet
+                return ""
+            return text if status == 200 else ""
+
+        capture_mod.wait_for(lambda: ours() != "", 60, "logmetrics serve to answer /metrics")
+        results = tmp_path / "traffic-results.jsonl"
+        r = subprocess.run(
+            [sys.executable, str(TESTS / "litellm" / "traffic.py"), str(proxy.port), str(results)],
+            env={**os.environ, "LITELLM_MASTER_KEY": proxy.key},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        sent = len(results.read_bytes().splitlines())
+        capture_mod.wait_for(lambda: capture_mod.total_requests(proxy.metrics()) >= sent, 60, "LiteLLM's count")
+        capture_mod.wait_for(lambda: capture_mod.total_requests(ours()) >= sent, 60, "logmetrics' count")
+        capture_mod.settle(lambda: (capture_mod.strip_created(proxy.metrics()), capture_mod.strip_created(ours())))
+        (tmp_path / "litellm-metrics.txt").write_text(proxy.metrics())
+        (tmp_path / "logmetrics-metrics.txt").write_text(ours())
+    finally:
+        if serve is not None:
+            serve.terminate()
+            serve.wait(timeout=30)
+        proxy.stop()
+    lit = parity.load(str(tmp_path / "litellm-metrics.txt"))
+    mine = parity.load(str(tmp_path / "logmetrics-metrics.txt"))
+    report, totals = parity.compare(lit, mine, 5)
+    assert totals["exact"] == len(parity.FAMILIES), "\n".join(report)

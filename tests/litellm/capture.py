@@ -175,16 +175,19 @@ class Proxy:
 def capture(
     venv: Path, outdir: Path, config: Path, traffic: Path = HERE / "traffic.py", beside_config: bool = False
 ) -> dict[str, object]:
-    """Run the proxy on a copy of `config` in `outdir`. `beside_config` also puts a copy of the callback
-    module at `outdir/logmetrics/litellm_callback.py`: LiteLLM < 1.80 loads a config's callback only from
-    a file beside the config (1.109.1 takes that file too, else imports the module from PYTHONPATH)."""
+    """Run the proxy on a copy of `config` in `outdir`. `beside_config` puts a copy of the callback module
+    beside the config as `logmetrics_callback.py` and names that in the config: LiteLLM < 1.80 loads a
+    config's callback only from a file beside the config (1.109.1 also imports it from PYTHONPATH)."""
     outdir.mkdir(parents=True, exist_ok=True)
     if config.resolve() != (outdir / "config.yaml").resolve():
         shutil.copy(config, outdir / "config.yaml")
     config = outdir / "config.yaml"
-    if beside_config:
-        (outdir / "logmetrics").mkdir(exist_ok=True)
-        shutil.copy(REPO / "logmetrics" / "litellm_callback.py", outdir / "logmetrics" / "litellm_callback.py")
+    if beside_config:  # as docs/litellm.md says: `logmetrics litellm-callback > logmetrics_callback.py`
+        shutil.copy(REPO / "logmetrics" / "litellm_callback.py", outdir / "logmetrics_callback.py")
+        text = config.read_text().replace(
+            "logmetrics.litellm_callback.proxy_handler_instance", "logmetrics_callback.proxy_handler_instance"
+        )
+        config.write_text(text)
     log = outdir / "requests.log"
     if log.exists():
         log.unlink()
