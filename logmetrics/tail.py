@@ -176,7 +176,7 @@ def forward(files: list[str], parser: Parser, max_line: int) -> Iterator[Shown]:
 
 
 class _Cursor(msgspec.Struct):
-    __CURSOR: str | None = msgspec.field(default=None, name="__CURSOR")
+    cursor: str | None = msgspec.field(default=None, name="__CURSOR")
 
 
 def journal_last(unit: str, user: bool, n: int, select: Select, parser: Parser,
@@ -193,12 +193,12 @@ def journal_last(unit: str, user: bool, n: int, select: Select, parser: Parser,
     except FileNotFoundError:
         raise SourceError("journalctl not found: install systemd or put it on PATH") from None
     assert proc.stdout is not None
-    try:
+    with proc:  # closes the pipe and reaps the child
         for raw in proc.stdout:
             line = raw.rstrip(b"\n")
             if cursor is None:
                 try:
-                    cursor = msgspec.json.decode(line, type=_Cursor).__CURSOR
+                    cursor = msgspec.json.decode(line, type=_Cursor).cursor
                 except msgspec.DecodeError:
                     pass
             if len(got) >= n:
@@ -206,9 +206,7 @@ def journal_last(unit: str, user: bool, n: int, select: Select, parser: Parser,
             r = decode(parser, line)
             if r is not None and select(r):
                 got.append(r)
-    finally:
         proc.kill()
-        proc.wait()
     got.reverse()
     return got, cursor
 

@@ -347,14 +347,16 @@ def table_text(agg: Aggregator, width: int = 100, sort: str = "requests", **kw: 
 
 
 def test_live_table_rows_and_totals() -> None:
-    out = table_text(agg_of(REQUESTS))
+    agg = agg_of(REQUESTS)
+    out = table_text(agg)
     assert out[0].split() == ["model", "req/s", "requests", "▼", "err", "%", "p50", "p95", "p99", "in", "tok/s",
                               "out", "tok/s", "spend", "$"]
     rows = {line.split()[0]: line.split() for line in out[2:]}
     assert rows["gpt-4o-mini"][2] == "15" and rows["gpt-4o-mini"][3] == "13.3"
     assert rows["claude-haiku"][2] == "8" and rows["broken"][3] == "100.0"
     assert rows["total"][2] == "31" and rows["total"][3] == "32.3"
-    assert [line.split()[0] for line in out[2:7]] == ["gpt-4o-mini", "claude-haiku", "broken", "rate-limited", "other"]
+    by_requests = sorted(agg.models.items(), key=lambda kv: (-kv[1].requests, kv[0]))
+    assert [line.split()[0] for line in out[2:7]] == [name for name, _ in by_requests]
     assert out[-1] == "skipped 2 · lag 1 KiB · newest record 3.00s ago · app.log"
     assert all(len(line) <= 100 for line in out)
 
@@ -601,3 +603,44 @@ def test_tmux_live_table_updates(tmp_path: Path, tmux_run: Callable[[str, dict[s
     assert "rate-limited" in screen and "skipped 1" in screen
     row = next(line.split() for line in screen.splitlines() if line.startswith("total"))
     assert float(row[1]) == pytest.approx(15 / 60, abs=0.05)  # req/s over the last minute
+
+
+# -- journald (real journalctl on real journal files) -------------------------------------------
+
+journal_only = pytest.mark.skipif(shutil.which("journalctl") is None or not Path("/lib/systemd/systemd-journal-remote")
+                                  .exists(), reason="needs journalctl and systemd-journal-remote")
+
+
+def journal_of(tmp_path: Path, lines: list[bytes], start: int = 1) -> Path:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from journal_util import Entry, write_journal
+
+    d = tmp_path / "journal"
+    d.mkdir(exist_ok=True)
+    write_journal(d / "system.journal", [Entry(line.decode(), seq=start + i) for i, line in enumerate(lines)])
+    return d
+
+
+@pytest.mark.real
+@journal_only
+def test_journal_last_n_and_all(tmp_path: Path) -> None:
+    d = journal_of(tmp_path, REQUESTS.read_bytes().splitlines())
+    every = run("-n", "all", str(REQUESTS))
+    unit = ["--journal", "litellm.service", "--journal-directory", str(d)]
+    assert run("-n", "all", *unit) == every
+    assert run("-n", "4", *unit) == every[-4:]
+    assert run("-n", "3", "--status", "failure", *unit) == [e for e in every if e["kind"] != "success"][-3:]
+
+
+@pytest.mark.real
+@journal_only
+def test_journal_follow_goes_on_after_history(tmp_path: Path) -> None:
+    lines = REQUESTS.read_bytes().splitlines()
+    d = journal_of(tmp_path, lines[:5])
+    proc = Proc("-n", "2", "-o", "json", "--journal", "litellm.service", "--journal-directory", str(d))
+    try:
+        assert [json.loads(x)["time"] for x in proc.lines(2)] == pytest.approx([s["time"] for s in SRC[3:5]])
+        journal_of(tmp_path, lines[5:9], start=6)
+        assert [json.loads(x)["time"] for x in proc.lines(4)] == pytest.approx([s["time"] for s in SRC[5:9]])
+    finally:
+        assert proc.stop() == 0
