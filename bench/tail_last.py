@@ -61,9 +61,10 @@ def main() -> None:
                                           args.repeat)
     assert out.count(b"\n") == 20 and json_out.count(b"\n") == 20, (out, json_out)
     print(f"file: {path} ({args.records:,} records, {size / 1e6:,.0f} MB, shape {args.shape})")
-    print(f"same command on an empty file (start-up):  best {floor * 1000:6.0f} ms  median {floor_med * 1000:6.0f} ms")
-    print(f"logmetrics tail -n 20 --no-follow:         best {best * 1000:6.0f} ms  median {med * 1000:6.0f} ms")
-    print(f"logmetrics tail -n 20 --no-follow -o json: best {json_best * 1000:6.0f} ms  median {json_med * 1000:6.0f} ms")
+    for label, b, m in (("same command on an empty file (start-up)", floor, floor_med),
+                        ("logmetrics tail -n 20 --no-follow", best, med),
+                        ("logmetrics tail -n 20 --no-follow -o json", json_best, json_med)):
+        print(f"{label + ':':43s} best {b * 1000:6.0f} ms  median {m * 1000:6.0f} ms")
     print(f"tail's own work beyond start-up: ~{(med - floor_med) * 1000:.0f} ms")
     sys.path.insert(0, str(ROOT))
     from logmetrics.parse import Parser
@@ -75,7 +76,7 @@ def main() -> None:
         got = last_shown([str(path)], 20, Select(), Parser(), 1 << 20)
         runs.append(time.perf_counter() - start)
     assert len(got) == 20
-    print(f"in-process last_shown(20):                 best {min(runs) * 1000:6.2f} ms")
+    print(f"{'in-process tail.last_shown(20):':43s} best {min(runs) * 1000:6.2f} ms")
 
 
 if __name__ == "__main__":
