@@ -211,7 +211,7 @@ class Prometheus:
         assert isinstance(result, list)
         return result
 
-    def wait_for_scrapes(self, job: str, n: int, *, timeout: float = 20.0) -> None:
+    def wait_for_scrapes(self, job: str, n: int, *, timeout: float = 30.0) -> None:
         """Wait until every target of `job` has at least `n` successful scrapes in the TSDB."""
         self.wait_for(
             f'min(count_over_time(up{{job="{job}"}}[5m]) and on (instance) up{{job="{job}"}} == 1)',
