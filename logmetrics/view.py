@@ -323,10 +323,18 @@ class LiveTable:
         if f.lag_bytes is not None:
             parts.append(f"lag {_bytes(f.lag_bytes)}")
         if f.newest is not None:
-            parts.append(f"newest record {_seconds(max(0.0, self.now - f.newest))} ago")
+            parts.append(f"newest record {_age(self.now - f.newest)} ago")
         if f.source:
             parts.append(f.source)  # last: a long path is what gets cut on a narrow terminal
         return " · ".join(parts)
+
+
+def _age(seconds: float) -> str:
+    s = max(0.0, seconds)
+    if s < 60:
+        return f"{s:.1f}s"
+    m, h, d = int(s // 60), int(s // 3600), int(s // 86400)
+    return f"{m}m {int(s) % 60}s" if s < 3600 else f"{h}h {m % 60}m" if s < 86400 else f"{d}d {h % 24}h"
 
 
 def _blank() -> dict[str, Any]:
@@ -359,7 +367,7 @@ def live_display(console: Console, make: Callable[[], RenderableType], interval:
 
     def snapshots() -> None:
         while not stop.wait(interval):
-            console.print(make())
+            console.print(make(), "")
             console.file.flush()
 
     thread = threading.Thread(target=snapshots, name="logmetrics-table", daemon=True)

@@ -357,8 +357,18 @@ def test_live_table_rows_and_totals() -> None:
     assert rows["total"][2] == "31" and rows["total"][3] == "32.3"
     by_requests = sorted(agg.models.items(), key=lambda kv: (-kv[1].requests, kv[0]))
     assert [line.split()[0] for line in out[2:7]] == [name for name, _ in by_requests]
-    assert out[-1] == "skipped 2 · lag 1 KiB · newest record 3.00s ago · app.log"
+    assert out[-1] == "skipped 2 · lag 1 KiB · newest record 3.0s ago · app.log"
     assert all(len(line) <= 100 for line in out)
+
+
+@pytest.mark.parametrize(("age", "text"), [(0.25, "0.2s"), (59.9, "59.9s"), (61, "1m 1s"), (7322, "2h 2m"),
+                                           (117245.5, "1d 8h"), (-3, "0.0s")])
+def test_footer_age(age: float, text: str) -> None:
+    agg = agg_of(REQUESTS)
+    now = agg.newest_time or 0.0
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    console.print(live_table(agg, now=now + age, footer=TableFooter(newest=now)))
+    assert console.file.getvalue().splitlines()[-1] == f"skipped 0 · newest record {text} ago"  # type: ignore[attr-defined]
 
 
 def test_live_table_ttft_column_and_by_deployment() -> None:
@@ -410,6 +420,7 @@ class Proc:
         self.p = subprocess.Popen([sys.executable, "-m", "logmetrics", "tail", *args], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, env=env, cwd=ROOT)
         self.buf = b""
+        self.seen: list[str] = []
 
     def lines(self, n: int) -> list[str]:
         assert self.p.stdout is not None
@@ -424,6 +435,15 @@ class Proc:
                 self.buf += chunk
         *got, self.buf = self.buf.split(b"\n", n)
         return [g.decode() for g in got]
+
+    def until(self, pred: Callable[[str], bool]) -> list[str]:
+        """Lines up to and including the first that satisfies `pred`; all are kept in `seen`."""
+        got = []
+        while True:
+            got += self.lines(1)
+            self.seen.append(got[-1])
+            if pred(got[-1]):
+                return got
 
     def stop(self) -> int:
         self.p.send_signal(signal.SIGINT)
@@ -465,6 +485,22 @@ def test_follow_text_with_filter_and_partial_line(tmp_path: Path) -> None:
         out = proc.lines(10)
         assert all(" ERROR " in line for line in out)
         assert "rate-limited -> gpt-4o openai 429 Openai.RateLimitError" in out[0]
+    finally:
+        assert proc.stop() == 0
+
+
+def test_table_on_a_pipe_prints_snapshots(tmp_path: Path) -> None:
+    lines = REQUESTS.read_bytes().splitlines(keepends=True)
+    log = tmp_path / "requests.log"
+    log.write_bytes(b"".join(lines[:4]))
+    proc = Proc("--table", "--interval", "0.2", "-n", "all", str(log))
+    try:
+        totals = [line.split() for line in proc.until(lambda line: line.startswith("total"))]
+        assert totals[-1][:3] == ["total", "0.0", "4"] and "\x1b" not in "".join(proc.seen)
+        with open(log, "ab") as f:
+            f.write(b"".join(lines[4:9]))
+        while (row := proc.until(lambda line: line.startswith("total"))[-1].split())[2] != "9":
+            assert row[2] == "4"
     finally:
         assert proc.stop() == 0
 
