@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Annotated, BinaryIO, Protocol
 
 import msgspec
@@ -398,11 +399,13 @@ def _stdin(max_line: int) -> Iterator[tuple[list[bytes], int]]:
 def run(p: Plan, select: Select, sink: Sink, parser: Parser, lock: threading.Lock | None = None) -> None:
     """History, then every followed batch, into `sink` (under `lock`, for the live table)."""
     guard = lock or _NoLock()
-    with guard:
-        for r in p.history:
-            if p.selected or isinstance(sink, TableSink) or select(r):
-                sink.emit(r)
-    sink.flush()
+    history = iter(p.history)
+    while chunk := list(islice(history, 4096)):  # the live table refreshes between chunks
+        with guard:
+            for r in chunk:
+                if p.selected or isinstance(sink, TableSink) or select(r):
+                    sink.emit(r)
+        sink.flush()
     if p.follow is None:
         return
     for lines, too_long in p.follow:
@@ -429,7 +432,7 @@ def _lines_arg(text: str) -> int | None:
     if text == "all":
         return None
     try:
-        n = int(text.removeprefix("+"))
+        n = int(text)
     except ValueError:
         raise UsageError(f"-n {text!r}: give a number of records or 'all'") from None
     if n < 0:
@@ -515,6 +518,8 @@ def tail_cmd(
         raise UsageError("--interval must be positive")
     if journal is not None and paths:
         raise UsageError("give either PATH or --journal UNIT, not both")
+    if user and journal is None:
+        raise UsageError("--user goes with --journal UNIT")
     lvl = None if level is None else {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(level.upper(), level.upper())
     if lvl is not None and lvl not in LEVELS:
         raise UsageError(f"--level takes one of {', '.join(LEVELS)}")
@@ -523,13 +528,16 @@ def tail_cmd(
     select = Select(filters, requests_only)
     parser = Parser(max_line_bytes=max_line)
     n = _lines_arg(lines)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     try:
         _tail(paths or [], journal, user, n, follow, select, parser, max_line, journal_dir, output, table, by,
               sort, interval)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the normal way to stop following
         pass
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _tail(paths: list[str], journal: str | None, user: bool, n: int | None, follow: bool, select: Select,
