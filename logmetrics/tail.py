@@ -220,11 +220,19 @@ def _clean(text: str) -> str:
     return text.translate(_CONTROL) if not text.isprintable() else text
 
 
+_SECOND: list[tuple[int, str, str]] = [(-1, "", "")]  # the last second formatted: (second, date+time, zone)
+
+
 def _when(t: float | None) -> str:
+    """Local time with milliseconds and zone: `2026-11-22 08:37:01.218 CET`."""
     if not t:
         return "-".ljust(27)
-    local = datetime.fromtimestamp(t).astimezone()
-    return local.strftime("%Y-%m-%d %H:%M:%S.") + f"{local.microsecond // 1000:03d} " + (local.tzname() or "")
+    second = int(t)
+    cached = _SECOND[0]
+    if cached[0] != second:
+        local = datetime.fromtimestamp(second).astimezone()
+        cached = _SECOND[0] = (second, local.strftime("%Y-%m-%d %H:%M:%S."), local.tzname() or "")
+    return f"{cached[1]}{int((t - second) * 1000):03d} {cached[2]}"
 
 
 def _dur(v: float) -> str:

@@ -141,22 +141,27 @@ class LineWriter:
         self.file = console.file
         system = None if console.color_system is None else _COLOR_SYSTEMS.get(console.color_system)
         self._system = system
-        self._styles: dict[str, Style] = {}
+        # style name -> (escape before, escape after), plain and dimmed: rendered once
+        self._codes: dict[tuple[str, bool], tuple[str, str]] = {}
+        if system is None:
+            return
         for name, spec in LINE_STYLES.items():
             style = Style.parse(spec) if spec else Style()
-            self._styles[name] = style.without_color if console.no_color else style
-        self._dim = Style(dim=True)
+            style = style.without_color if console.no_color else style
+            for dim in (False, True):
+                styled = style + Style(dim=True) if dim else style
+                before, _, after = styled.render("\0", color_system=system).partition("\0") if styled else ("", "", "")
+                self._codes[name, dim] = (before, after)
 
     def render(self, segments: list[tuple[str, str]]) -> str:
         if self._system is None:
             return "".join(text for text, _ in segments)
         dim = bool(segments) and segments[-1][1] in _DIMMED
+        codes = self._codes
         out = []
         for text, name in segments:
-            style = self._styles.get(name) or Style()
-            if dim:
-                style = style + self._dim
-            out.append(style.render(text, color_system=self._system) if style else text)
+            before, after = codes.get((name, dim), ("", ""))
+            out.append(before + text + after if before else text)
         return "".join(out)
 
     def write(self, segments: list[tuple[str, str]]) -> None:
