@@ -24,6 +24,7 @@ from logmetrics.errors import LogmetricsError, UsageError
 from logmetrics.export import OpenMetricsBackfill, exposition
 from logmetrics.parse import DEFAULT_MAX_LINE_BYTES, InvalidTime, Parser, epoch
 from logmetrics.pipeline import Filters, Ingest, replay
+from logmetrics.serve import serve_cmd, state_app
 from logmetrics.tail import tail_cmd
 from logmetrics.view import skipped_line, skipped_summary, summary_rows, summary_table
 
@@ -168,7 +169,9 @@ def litellm_callback_cmd() -> None:
     sys.stdout.buffer.write(Path(litellm_callback.__file__).read_bytes())
 
 
+app.command("serve")(serve_cmd)
 app.command("tail")(tail_cmd)
+app.add_typer(state_app, name="state")
 
 
 def _create(path: Path):  # type: ignore[no-untyped-def]

@@ -1,0 +1,165 @@
+"""The HTTP endpoint of `logmetrics serve`: `/metrics` and `/healthz` on a stdlib ThreadingHTTPServer.
+
+`/metrics` is Prometheus text 0.0.4, or OpenMetrics 1.0 when the scraper's `Accept` asks for it
+(prometheus_client's `choose_encoder`, as LiteLLM's own exporter negotiates). What it renders is
+decided by the caller (`serve.py`), which persists the state before answering. `/healthz` is 200
+"ok" or 503 with one line per problem. `serve_metrics()` turns the serve-level counters (plain
+data) into the `logmetrics_*` families that `export.registry_for(extra=...)` appends.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+
+from logmetrics.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "127.0.0.1:9464"
+
+
+@dataclass
+class ServeStats:
+    """Serve-level self-metrics as plain data; per-source dicts are keyed by the `source` label."""
+
+    bytes_read: dict[str, int] = field(default_factory=dict)
+    rotations: dict[str, int] = field(default_factory=dict)
+    truncations: dict[str, int] = field(default_factory=dict)
+    lag_bytes: dict[str, int] = field(default_factory=dict)
+    lag_seconds: float | None = None
+    state_writes: int = 0
+    state_write_failures: int = 0
+    journalctl_restarts: int = 0
+
+
+def serve_metrics(s: ServeStats) -> Iterator[Metric]:
+    for name, doc, values in (
+        ("logmetrics_bytes_read", "Bytes read from each source", s.bytes_read),
+        ("logmetrics_rotations", "Times a followed name came to hold another file (or none)", s.rotations),
+        ("logmetrics_truncations", "Times a followed file was truncated or rewritten", s.truncations),
+    ):
+        fam = CounterMetricFamily(name, doc, labels=["source"])
+        for source, n in sorted(values.items()):
+            fam.add_metric([source], float(n))
+        yield fam
+    lag = GaugeMetricFamily("logmetrics_lag_bytes", "Bytes written to a source file but not read yet",
+                            labels=["source"])
+    for source, n in sorted(s.lag_bytes.items()):
+        lag.add_metric([source], float(n))
+    yield lag
+    seconds = GaugeMetricFamily("logmetrics_lag_seconds", "Seconds since the time of the newest record read")
+    if s.lag_seconds is not None:
+        seconds.add_metric([], s.lag_seconds)
+    yield seconds
+    for name, doc, value in (
+        ("logmetrics_state_writes", "State file writes", s.state_writes),
+        ("logmetrics_state_write_failures", "State file writes that failed", s.state_write_failures),
+        ("logmetrics_journalctl_restarts", "Times journalctl exited and was started again",
+         s.journalctl_restarts),
+    ):
+        fam = CounterMetricFamily(name, doc)
+        fam.add_metric([], float(value))
+        yield fam
+
+
+def render(registry: CollectorRegistry, accept: str) -> tuple[bytes, str]:
+    """The exposition the `Accept` header asks for, and its Content-Type."""
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry), content_type
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[V6]:PORT` or `:PORT` (all interfaces)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--listen {text!r}: give HOST:PORT, e.g. {DEFAULT_LISTEN}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return host or "0.0.0.0", int(port)
+
+
+Scrape = Callable[[str], tuple[bytes, str]]  # Accept header -> body, content type
+Health = Callable[[], tuple[bool, str]]  # -> healthy, text
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    scrape: Scrape
+    health: Health
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            try:
+                body, ctype = self.server.scrape(self.headers.get("Accept", ""))
+            except Exception as e:  # a scrape must answer, whatever happened
+                log.warning("scrape failed: %s", e)
+                self._send(500, b"scrape failed\n", "text/plain; charset=utf-8")
+                return
+            self._send(200, body, ctype)
+        elif path == "/healthz":
+            ok, text = self.server.health()
+            self._send(200 if ok else 503, text.encode(), "text/plain; charset=utf-8")
+        elif path == "/":
+            page = b"logmetrics: LiteLLM metrics at /metrics, health at /healthz\n"
+            self._send(200, page, "text/plain; charset=utf-8")
+        else:
+            self._send(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
+
+    def _send(self, code: int, body: bytes, ctype: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_HEAD = do_GET  # noqa: N815
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class MetricsServer:
+    """Binds at construction (errors are the caller's), serves in a daemon thread after `start()`."""
+
+    def __init__(self, listen: str, scrape: Scrape, health: Health) -> None:
+        host, port = parse_listen(listen)
+        cls = _Server6 if ":" in host else _Server
+        try:
+            self._server = cls((host, port), _Handler)
+        except OSError as e:
+            raise UsageError(f"cannot listen on {listen}: {e.strerror}; choose another --listen") from None
+        self._server.scrape = scrape
+        self._server.health = health
+        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,134 @@
+"""The state file: the aggregator survives dump/load exactly, writes are atomic and private, and a
+file that cannot be used is moved aside (never an exception that would stop `serve`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from logmetrics import state
+from logmetrics.aggregate import Aggregator
+from logmetrics.errors import StateError
+from logmetrics.export import exposition
+from logmetrics.parse import Parser
+from logmetrics.pipeline import Ingest
+
+SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "sample-logs"
+LINES = [
+    *(SAMPLES / "litellm-1.109.1" / "requests-runA.jsonl").read_bytes().splitlines(),
+    *(SAMPLES / "generated" / "simple-1k.jsonl").read_bytes().splitlines(),
+    *(SAMPLES / "generated" / "slp-40.jsonl").read_bytes().splitlines(),
+    *(SAMPLES / "litellm-1.109.1-callback" / "requests.log").read_bytes().splitlines(),
+    *(SAMPLES / "litellm-1.109.1" / "proxy-stdout.log").read_bytes().splitlines(),
+    b"not json",
+]
+
+
+def _agg(lines: list[bytes], max_series: int = 10_000) -> Aggregator:
+    agg = Aggregator(max_series=max_series)
+    Ingest(agg, Parser()).lines(lines)
+    return agg
+
+
+@pytest.mark.parametrize("max_series", [10_000, 5], ids=["uncapped", "overflowing"])
+@pytest.mark.parametrize("split", [0, 1, 700, len(LINES)], ids=["at0", "at1", "mid", "end"])
+def test_load_then_continue_equals_one_run(split: int, max_series: int) -> None:
+    whole = _agg(LINES, max_series)
+    first = _agg(LINES[:split], max_series)
+    resumed = Aggregator(max_series=max_series)
+    state.load(resumed, state.dump(first, {}, {}))
+    Ingest(resumed, Parser()).lines(LINES[split:])
+    assert exposition(resumed) == exposition(whole)
+    assert resumed.models == whole.models
+    assert msgspec.json.encode(state.dump_aggregator(resumed)) == msgspec.json.encode(state.dump_aggregator(whole))
+
+
+def test_dump_does_not_share_histograms_with_the_live_aggregator() -> None:
+    agg = _agg(LINES[:100])
+    data = state.dump(agg, {}, {})
+    Ingest(agg, Parser()).lines(LINES[100:200])
+    again = Aggregator()
+    state.load(again, data)
+    assert exposition(again) == exposition(_agg(LINES[:100]))
+
+
+def _valid() -> bytes:
+    src = state.SourceState("file", positions={"version": 1, "pattern": "/x", "files": []})
+    return state.dump(_agg(LINES[:50]), {"file:/x": src}, {"state_writes": 3})
+
+
+BAD = {
+    "empty": b"",
+    "whitespace": b"\n\n",
+    "garbage": b"\x00\x01garbage\xff",
+    "half-written": _valid()[: len(_valid()) // 2],
+    "other-json": b'{"hello": "world"}',
+    "json-array": b"[1, 2, 3]",
+    "older-version": _valid().replace(b'"version":1', b'"version":0', 1),
+    "newer-version": _valid().replace(b'"version":1', b'"version":99', 1),
+    "other-labels": _valid().replace(b'"end_user"', b'"end_user_id"', 1),
+    "wrong-types": _valid().replace(b'"records":', b'"records":"x","r":', 1),
+    "bad-kind": _valid().replace(b'["success"', b'["exploded"', 1),
+}
+
+
+@pytest.mark.parametrize("data", BAD.values(), ids=BAD.keys())
+def test_unusable_state_file_is_moved_aside(tmp_path: Path, data: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    store = state.Store(tmp_path / "st")
+    store.open()
+    store.path.write_bytes(data)
+    agg = Aggregator()
+    with caplog.at_level(logging.WARNING):
+        assert store.load(agg) is None
+    assert agg.records == 0 and not agg.acc
+    aside = list(store.directory.glob("state.json.corrupt-*"))
+    assert [p.read_bytes() for p in aside] == [data]
+    assert not store.path.exists()
+    assert len(caplog.records) == 1 and "moved to state.json.corrupt-" in caplog.records[0].getMessage()
+    store.close()
+
+
+def test_valid_state_file_loads(tmp_path: Path) -> None:
+    store = state.Store(tmp_path / "st")
+    store.open()
+    store.write(_valid())
+    agg = Aggregator()
+    doc = store.load(agg)
+    assert doc is not None and doc.counters == {"state_writes": 3}
+    assert doc.sources["file:/x"].positions == {"version": 1, "pattern": "/x", "files": []}
+    assert exposition(agg) == exposition(_agg(LINES[:50]))
+
+
+def test_writes_are_atomic_and_private(tmp_path: Path) -> None:
+    store = state.Store(tmp_path / "a" / "st")
+    store.open()
+    for i in range(3):
+        store.write(b"x" * i)
+    assert store.path.read_bytes() == b"xx"
+    assert stat.S_IMODE(os.stat(store.directory).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+    assert sorted(p.name for p in store.directory.iterdir()) == ["lock", "state.json"]
+    assert store.reset() and not store.reset()
+
+
+def test_one_process_per_state_dir(tmp_path: Path) -> None:
+    a, b = state.Store(tmp_path), state.Store(tmp_path)
+    a.open()
+    with pytest.raises(StateError, match="another logmetrics serve"):
+        b.open()
+    a.close()
+    b.open()
+    b.close()
+
+
+def test_default_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert state.default_dir() == tmp_path / "logmetrics"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert state.default_dir() == tmp_path / ".local" / "state" / "logmetrics"
