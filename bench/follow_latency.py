@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=60.0, help="seconds of idle CPU measurement")
     a = ap.parse_args()
     rates = [float(r) for r in a.rates.split(",")]
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (other work inflates p99/max)")
     print(f"{'backend':<16} {'rate/s':>7} {'lines':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}")
     with tempfile.TemporaryDirectory() as d:
         for backend in a.backend or ["inotify"]:
@@ -116,6 +117,7 @@ def main() -> None:
                         flush=True,
                     )
                 cpu = idle_cpu(d, backend, step, a.idle)
+                print(f"load average now: {os.getloadavg()[0]:.2f}")
                 print(f"{label:<16} idle CPU over {a.idle:g}s: {cpu:.3f}% of a core", flush=True)
 
 
