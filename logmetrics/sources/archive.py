@@ -62,8 +62,14 @@ def expand(paths: list[str]) -> list[str]:
             raise UsageError(f"no file matches {path!r}")
         for match in matches:
             if os.path.isdir(match):
-                found.extend(os.path.join(match, n) for n in sorted(os.listdir(match))
-                             if os.path.isfile(os.path.join(match, n)))
+                try:
+                    names = sorted(os.listdir(match))
+                except OSError as e:
+                    raise UsageError(f"{match}: {e.strerror}") from None
+                files = [os.path.join(match, n) for n in names if os.path.isfile(os.path.join(match, n))]
+                if not files and match == path:
+                    raise UsageError(f"{match}: no files in this directory")
+                found.extend(files)
                 continue
             try:
                 mode = os.stat(match).st_mode
