@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
 from logmetrics.errors import UsageError
+from logmetrics.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
+_TLS_TIMEOUT = 10.0  # seconds a client has for its TLS handshake and each read
 
 
 @dataclass
@@ -94,6 +98,27 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     scrape: Scrape
     health: Health
+    web: WebConfig | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        if self.web is not None and self.web.ssl_context is not None:  # handshake in the request's thread
+            sock.settimeout(_TLS_TIMEOUT)
+            sock = self.web.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.do_handshake()
+            except (OSError, ValueError) as e:
+                log.debug("TLS handshake with %s failed: %s", client_address, e)
+                return
+            assert self.web is not None
+            if not self.web.client_allowed(request.getpeercert()):
+                log.debug("client certificate of %s names none of client_allowed_sans", client_address)
+                return
+        super().finish_request(request, client_address)
 
 
 class _Server6(_Server):
@@ -106,6 +131,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         path = self.path.split("?", 1)[0]
+        web = self.server.web
+        if web is not None and not web.authorized(self.headers.get("Authorization")):
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="logmetrics", charset="UTF-8"')
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", "13")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(b"Unauthorized\n")
+            return
         if path == "/metrics":
             try:
                 body, ctype = self.server.scrape(self.headers.get("Accept", ""))
@@ -125,6 +160,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, code: int, body: bytes, ctype: str) -> None:
         self.send_response(code)
+        for name, value in (self.server.web.headers.items() if self.server.web is not None else ()):
+            self.send_header(name, value)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -140,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
 class MetricsServer:
     """Binds at construction (errors are the caller's), serves in a daemon thread after `start()`."""
 
-    def __init__(self, listen: str, scrape: Scrape, health: Health) -> None:
+    def __init__(self, listen: str, scrape: Scrape, health: Health, web: WebConfig | None = None) -> None:
         host, port = parse_listen(listen)
         cls = _Server6 if ":" in host else _Server
         try:
@@ -149,6 +186,7 @@ class MetricsServer:
             raise UsageError(f"cannot listen on {listen}: {e.strerror}; choose another --listen") from None
         self._server.scrape = scrape
         self._server.health = health
+        self._server.web = web  # --web-config: TLS and basic auth (webconfig.py)
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property
