@@ -29,7 +29,7 @@ from typing import Annotated, Any, Protocol
 import msgspec
 import typer
 
-from logmetrics import state
+from logmetrics import state, webconfig
 from logmetrics.aggregate import DEFAULT_MAX_SERIES, Aggregator
 from logmetrics.errors import LogmetricsError, SourceError, StateError, UsageError
 from logmetrics.events import SkipReason
@@ -41,6 +41,7 @@ from logmetrics.pipeline import Ingest
 from logmetrics.sources.batch import Batch
 from logmetrics.sources.file import POSITIONS_VERSION, FileFollower
 from logmetrics.sources.journald import JournalFollower
+from logmetrics.webconfig import WebConfig
 
 log = logging.getLogger("logmetrics")
 
@@ -217,7 +218,8 @@ class Service:
 
     def __init__(self, agg: Aggregator, ingest: Ingest, store: state.Store, saved: state.StateFile | None,
                  sources: list[Source], *, listen: str, stall_seconds: float = 60.0,
-                 notifier: Notifier | None = None, stop: threading.Event | None = None) -> None:
+                 notifier: Notifier | None = None, stop: threading.Event | None = None,
+                 web: WebConfig | None = None) -> None:
         self.agg, self.ingest, self.store = agg, ingest, store
         self.lock = threading.Lock()  # the aggregator and the checkpoints
         self.write_lock = threading.Lock()  # state writes, in order
@@ -235,7 +237,7 @@ class Service:
             old = self.other_sources.pop(s.key, None)
             self.runs.append(_Run(s, old.counters if old else {}, old or s.checkpoint()))
         self.registry = registry_for(agg, extra=lambda: serve_metrics(self._stats()))
-        self.http = MetricsServer(listen, self.scrape, self.health)
+        self.http = MetricsServer(listen, self.scrape, self.health, web)
 
     # -- the source threads -------------------------------------------------------------------
     def _consume(self, run: _Run) -> None:
@@ -448,6 +450,10 @@ def serve_cmd(
     ] = False,
     journal_dir: Annotated[str | None, typer.Option(
         "--journal-directory", hidden=True, envvar=_env("JOURNAL_DIRECTORY"))] = None,
+    web_config: Annotated[Path | None, typer.Option(
+        "--web-config", help="TLS and basic auth for /metrics: a Prometheus exporter-toolkit web config file "
+        "(tls_server_config, basic_auth_users), as node_exporter's --web.config.file reads.",
+        envvar=_env("WEB_CONFIG"), show_default=False)] = None,
 ) -> None:
     """Follow LiteLLM's request log and serve LiteLLM's metrics on /metrics, surviving restarts.
 
@@ -460,6 +466,7 @@ def serve_cmd(
         raise UsageError("- (stdin) cannot be combined with files")
     if max_series < 1 or max_line < 1 or stall_seconds <= 0:
         raise UsageError("--max-series, --max-line-bytes and --stall-seconds must be positive")
+    web = webconfig.load(web_config) if web_config is not None else None
     _logging()
     stop = threading.Event()  # SIGTERM/SIGINT during start-up: stop as soon as serving begins
     _signals(lambda signum, frame: stop.set(), None)
@@ -486,7 +493,7 @@ def serve_cmd(
                 sources.append(FileSource(p, old.get(f"file:{os.path.abspath(p)}"), poll=poll,
                                           max_line=max_line))
         Service(agg, ingest, store, saved, sources, listen=listen, stall_seconds=stall_seconds,
-                stop=stop).run()
+                stop=stop, web=web).run()
     finally:
         store.close()
 
