@@ -26,7 +26,9 @@ reqs="$here/requirements-$version.txt"
 cons="$here/constraints-$version.txt"
 
 if [[ -f "$marker" ]] && [[ "$(cat "$marker")" == "$version" ]] \
-    && "$venv/bin/python" -c "import litellm.proxy.proxy_server" >/dev/null 2>&1; then
+    && [[ -x "$venv/bin/litellm" ]] \
+    && "$venv/bin/python" -c "import sys, importlib.metadata as m; sys.exit(m.version('litellm') != '$version')" \
+      >/dev/null 2>&1; then
   echo "litellm $version already installed" >&2
   echo "$venv"
   exit 0
