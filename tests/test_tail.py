@@ -535,7 +535,14 @@ class Tmux:
         self.sock = f"logmetrics-test-{uuid.uuid4().hex[:8]}"
         exports = " ".join(f"{k}={v}" for k, v in env.items())
         self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "80", "-y", "24",
-                  f"cd {ROOT} && env -u NO_COLOR {exports} {sys.executable} -m logmetrics {command}; sleep 60")
+                  "env -u NO_COLOR PS1='$ ' bash --norc --noprofile")
+        self.tmux("send-keys", "-t", "t", f"clear; cd {ROOT} && env {exports} {sys.executable} -m logmetrics "
+                  f"{command}; echo exit=$?", "Enter")
+
+    def interrupt(self) -> str:
+        """Ctrl-C, as a user stops it; returns the screen once the shell printed the exit status."""
+        self.tmux("send-keys", "-t", "t", "C-c")
+        return self.wait(lambda s: "exit=" in s)
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(["tmux", "-L", self.sock, *args], capture_output=True, text=True, timeout=TIMEOUT)
@@ -590,6 +597,7 @@ def test_tmux_coloured_lines_follow(tmp_path: Path, tmux_run: Callable[[str, dic
     assert "\x1b[36m" in error_line  # the time, cyan
     skipped = next(line for line in screen.splitlines() if "skipped" in line)
     assert "\x1b[2m" in skipped or "\x1b[2;" in skipped, repr(skipped)  # dimmed
+    assert "exit=0" in t.interrupt()
 
 
 @pytest.mark.real
@@ -597,8 +605,9 @@ def test_tmux_coloured_lines_follow(tmp_path: Path, tmux_run: Callable[[str, dic
 def test_tmux_no_color(tmp_path: Path, tmux_run: Callable[[str, dict[str, str]], Tmux]) -> None:
     log = tmp_path / "requests.log"
     log.write_bytes(REQUESTS.read_bytes())
-    t = tmux_run(f"tail -n 3 {log}", {**COLOR_ENV, "NO_COLOR": "1"})
-    screen = t.wait(lambda s: "claude-haiku" in s, escapes=True)
+    t = tmux_run(f"tail --no-follow -n 3 {log}", {**COLOR_ENV, "NO_COLOR": "1"})
+    screen = t.wait(lambda s: "exit=0" in s, escapes=True)
+    assert screen.count(" -> ") == 3
     assert "\x1b[1m" in screen  # bold stays (NO_COLOR is about colour)
     assert not colours(screen), screen
 
@@ -639,6 +648,9 @@ def test_tmux_live_table_updates(tmp_path: Path, tmux_run: Callable[[str, dict[s
     assert "rate-limited" in screen and "skipped 1" in screen
     row = next(line.split() for line in screen.splitlines() if line.startswith("total"))
     assert float(row[1]) == pytest.approx(15 / 60, abs=0.05)  # req/s over the last minute
+    assert screen.count("requests ▼") == 1  # redrawn in place, not scrolled
+    screen = t.interrupt()
+    assert "exit=0" in screen and screen.count("total") == 1 and "Traceback" not in screen
 
 
 # -- journald (real journalctl on real journal files) -------------------------------------------
