@@ -236,7 +236,9 @@ class Service:
         for s in sources:
             old = self.other_sources.pop(s.key, None)
             self.runs.append(_Run(s, old.counters if old else {}, old or s.checkpoint()))
-        self.registry = registry_for(agg, extra=lambda: serve_metrics(self._stats()))
+        self._saved_counters: list[dict[str, dict[str, int]]] = []
+        self._shown: list[dict[str, dict[str, int]]] = []
+        self.registry = registry_for(agg, extra=lambda: serve_metrics(self._stats(self._shown)))
         self.http = MetricsServer(listen, self.scrape, self.health, web)
 
     # -- the source threads -------------------------------------------------------------------
@@ -267,14 +269,19 @@ class Service:
                 self.stop.set()
 
     # -- state --------------------------------------------------------------------------------
-    def _snapshot(self) -> bytes:
+    def _counters(self) -> list[dict[str, dict[str, int]]]:
+        """Every source's self-metric counters (saved + this run), in `self.runs` order."""
+        return [r.counters() for r in self.runs]
+
+    def _snapshot(self, counters: list[dict[str, dict[str, int]]]) -> bytes:
         """The state file's bytes (self.lock held), counting the write it is for."""
         sources = dict(self.other_sources)
-        for r in self.runs:
+        for r, cs in zip(self.runs, counters, strict=True):
             cp = r.checkpoint
-            sources[r.source.key] = state.SourceState(cp.kind, cp.positions, cp.cursor, r.counters())
-        counters = {"state_writes": self.writes + 1, "state_write_failures": self.write_failures}
-        return state.dump(self.agg, sources, counters)
+            sources[r.source.key] = state.SourceState(cp.kind, cp.positions, cp.cursor, cs)
+        own = {"state_writes": self.writes + 1, "state_write_failures": self.write_failures}
+        self._saved_counters = counters
+        return state.dump(self.agg, sources, own)
 
     def _write(self, data: bytes) -> None:
         """Write a snapshot (self.write_lock held)."""
@@ -293,26 +300,31 @@ class Service:
         self._failing = False
 
     def persist(self, force: bool = False) -> None:
+        """Write the state if anything changed (metric values, positions, or source counters)."""
         with self.write_lock:
             with self.lock:
-                if not (self.dirty or force):
+                counters = self._counters()
+                if not (self.dirty or force or counters != self._saved_counters):
                     return
                 self.dirty = False
-                data = self._snapshot()
+                data = self._snapshot(counters)
             self._write(data)
 
     # -- HTTP ---------------------------------------------------------------------------------
     def scrape(self, accept: str) -> tuple[bytes, str]:
+        """Persist what is about to be shown (if not yet on disk), then render exactly that."""
         with self.write_lock, self.lock:
-            if self.dirty:
+            counters = self._counters()
+            if self.dirty or counters != self._saved_counters:
                 self.dirty = False
-                self._write(self._snapshot())
+                self._write(self._snapshot(counters))
+            self._shown = counters
             return render(self.registry, accept)
 
-    def _stats(self) -> ServeStats:
+    def _stats(self, counters: list[dict[str, dict[str, int]]]) -> ServeStats:
         s = ServeStats(state_writes=self.writes, state_write_failures=self.write_failures)
-        for r in self.runs:
-            for label, cs in r.counters().items():
+        for r, by_label in zip(self.runs, counters, strict=True):
+            for label, cs in by_label.items():
                 if "bytes_read" in cs:
                     s.bytes_read[label] = cs["bytes_read"]
                 if r.source.kind == "file":
