@@ -29,7 +29,7 @@ from typing import Annotated, Any, Protocol
 import msgspec
 import typer
 
-from logmetrics import state, webconfig
+from logmetrics import state, view, webconfig
 from logmetrics.aggregate import DEFAULT_MAX_SERIES, Aggregator
 from logmetrics.errors import LogmetricsError, SourceError, StateError, UsageError
 from logmetrics.events import SkipReason
@@ -405,6 +405,17 @@ def _signals(on_stop: Callable[[int, Any], None], on_hup: Callable[[int, Any], N
         signal.signal(signal.SIGHUP, on_hup or signal.SIG_IGN)
 
 
+def _table(service: Service) -> view.LiveTable:
+    """The live per-model table (`tail`'s), from the rich refresh thread."""
+    with service.lock:
+        agg = service.agg
+        skipped = sum(n for r, n in agg.skipped.items() if r is not SkipReason.FILTERED)
+        lag = sum(n for r in service.runs for n in r.source.lag_bytes().values())
+        source = ", ".join(r.source.key for r in service.runs)
+        footer = view.TableFooter(source=source, skipped=skipped, lag_bytes=lag, newest=agg.newest_time)
+        return view.live_table(agg, footer=footer)
+
+
 def _usable(saved: state.StateFile) -> str | None:
     """Why saved positions cannot be used by this version, or None."""
     for key, s in saved.sources.items():
@@ -458,8 +469,8 @@ def serve_cmd(
         "--stall-seconds", help="/healthz fails when complete lines wait this long without being read.",
         envvar=_env("STALL_SECONDS"))] = 60.0,
     no_table: Annotated[bool, typer.Option(
-        "--no-table", help="Do not show the live per-model table on a terminal.", envvar=_env("NO_TABLE"))
-    ] = False,
+        "--no-table", help="Do not show the live per-model table (shown when stdout is a terminal).",
+        envvar=_env("NO_TABLE"))] = False,
     journal_dir: Annotated[str | None, typer.Option(
         "--journal-directory", hidden=True, envvar=_env("JOURNAL_DIRECTORY"))] = None,
     web_config: Annotated[Path | None, typer.Option(
@@ -504,8 +515,13 @@ def serve_cmd(
             for p in paths:
                 sources.append(FileSource(p, old.get(f"file:{os.path.abspath(p)}"), poll=poll,
                                           max_line=max_line))
-        Service(agg, ingest, store, saved, sources, listen=listen, stall_seconds=stall_seconds,
-                stop=stop, web=web).run()
+        service = Service(agg, ingest, store, saved, sources, listen=listen, stall_seconds=stall_seconds,
+                          stop=stop, web=web)
+        if no_table or not sys.stdout.isatty():
+            service.run()
+        else:
+            with view.live_display(view.out_console(), lambda: _table(service)):
+                service.run()
     finally:
         store.close()
 
