@@ -14,6 +14,7 @@ level, component and access-line fields, unparsable lines `skipped: <reason>`.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -32,7 +33,7 @@ import typer
 
 from logmetrics import view
 from logmetrics.aggregate import Aggregator
-from logmetrics.errors import SourceError, UsageError
+from logmetrics.errors import LogmetricsError, SourceError, UsageError
 from logmetrics.events import EventKind, LogEvent, RequestEvent, Skip, SkipReason
 from logmetrics.parse import _PLAIN_LEVEL, DEFAULT_MAX_LINE_BYTES, LEVELS, Parser, _log_event
 from logmetrics.pipeline import Filters
@@ -316,7 +317,6 @@ class TableSink:
 
     agg: Aggregator
     select: Select
-    lock: threading.Lock
 
     def emit(self, r: Shown) -> None:
         self.agg.add(r if isinstance(r, Skip) or self.select(r) else _FILTERED)
@@ -543,6 +543,13 @@ def tail_cmd(
               sort, interval)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the normal way to stop following
         pass
+    except BrokenPipeError:  # `| head`: the reader has gone, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise LogmetricsError(f"cannot write to stdout: {e.strerror}") from None
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
@@ -558,7 +565,7 @@ def _tail(paths: list[str], journal: str | None, user: bool, n: int | None, foll
         return
     agg = Aggregator(by=by)
     lock = threading.Lock()
-    table_sink = TableSink(agg, select, lock)
+    table_sink = TableSink(agg, select)
     console = view.out_console()
 
     def make() -> view.LiveTable:

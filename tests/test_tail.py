@@ -515,6 +515,23 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
 
 
+def test_closed_or_full_stdout(tmp_path: Path) -> None:
+    big = tmp_path / "big.log"
+    big.write_bytes(REQUESTS.read_bytes() * 2000)
+    argv = [sys.executable, "-m", "logmetrics", "tail", "--no-follow", "-n", "all", str(big)]
+    p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.readline()
+    p.stdout.close()  # as `| head -1` does
+    assert p.wait(TIMEOUT) == 0 and p.stderr.read() == b""
+    p.stderr.close()
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "wb") as full:
+            done = subprocess.run(argv, cwd=ROOT, stdout=full, stderr=subprocess.PIPE, timeout=TIMEOUT)
+        assert done.returncode == 1
+        assert done.stderr == b"logmetrics: cannot write to stdout: No space left on device\n"
+
+
 def test_help_has_an_example_for_every_filter() -> None:
     result = CliRunner().invoke(app, ["tail", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
