@@ -455,7 +455,7 @@ def tail_cmd(
     paths: Annotated[list[str] | None, typer.Argument(
         help="The log file to follow (rotated and .gz archives of it may be given too: they are read "
         "oldest first), or - for stdin. Example: logmetrics tail /var/log/litellm/requests.log",
-        show_default=False, metavar="[PATH|-]...")] = None,
+        show_default=False, metavar="PATH")] = None,
     lines: Annotated[str, typer.Option(
         "-n", "--lines", help="Show the last N records first, or 'all'. Example: -n 100, -n all.")] = "10",
     follow: Annotated[bool, typer.Option(
@@ -495,10 +495,13 @@ def tail_cmd(
     table: Annotated[bool, typer.Option(
         "--table", help="A live per-model table instead of lines (one plain snapshot every --interval "
         "when stdout is not a terminal). Example: --table --sort errors")] = False,
-    by: Annotated[str, typer.Option("--by", help="Table rows per requested `model` or per `deployment`.")
-                  ] = "model",
-    sort: Annotated[str, typer.Option("--sort", help=f"Table column to sort by: {_SORTS}.")] = "requests",
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between table refreshes.")] = 1.0,
+    by: Annotated[str, typer.Option(
+        "--by", help="Table rows per requested `model` or per `deployment`. Example: --by deployment",
+        metavar="model|deployment")] = "model",
+    sort: Annotated[str, typer.Option(
+        "--sort", help=f"Table column to sort by: {_SORTS}. Example: --sort p95")] = "requests",
+    interval: Annotated[float, typer.Option(
+        "--interval", help="Seconds between table refreshes. Example: --interval 5")] = 1.0,
     max_line: Annotated[int, typer.Option(
         "--max-line-bytes", help="Longest line accepted, in bytes; longer lines show as skipped: too_long."
     )] = DEFAULT_MAX_LINE_BYTES,

@@ -102,6 +102,18 @@ def test_json_every_request(path: Path) -> None:
     assert [e["kind"] != "success" for e in got] == [s["status"] == "failure" for s in src]
 
 
+def test_docs_name_every_json_field() -> None:
+    """docs/tail.md documents every field `-o json` prints (the field names are a public contract)."""
+    from logmetrics.events import DeploymentState, Labels, LogEvent, RequestEvent
+
+    doc = (ROOT / "docs" / "tail.md").read_text()
+    names = {*RequestEvent.__struct_fields__, *LogEvent.__struct_fields__, *Labels.__struct_fields__,
+             *DeploymentState.__struct_fields__, "type", "reason"}
+    assert not {n for n in names if f"`{n}`" not in doc}
+    assert set(REQUEST_FIELDS) == {"type", *RequestEvent.__struct_fields__}
+    assert set(LOG_FIELDS) == {"type", *LogEvent.__struct_fields__}
+
+
 def test_json_log_lines() -> None:
     raw = [json.loads(line) for line in STDOUT_LOG.read_text().splitlines()]
     got = run("-n", "all", str(STDOUT_LOG))
