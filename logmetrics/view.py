@@ -75,8 +75,9 @@ def summary_table(agg: Aggregator, title: str = "LiteLLM requests per model") ->
     for col, justify in (("model", "left"), ("requests", "right"), ("failures", "right"),
                          ("error %", "right"), ("p50", "right"), ("p95", "right"), ("p99", "right"),
                          ("tokens in", "right"), ("tokens out", "right"), ("spend $", "right")):
-        table.add_column(col, justify=justify, no_wrap=True, min_width=len(col) if col != "model" else 12,
-                         overflow="fold" if col == "model" else "ellipsis")  # type: ignore[arg-type]
+        table.add_column(col, justify=justify, no_wrap=True,  # type: ignore[arg-type]
+                         min_width=len(col) if col != "model" else 12,
+                         overflow="fold" if col == "model" else "ellipsis")
     rows = summary_rows(agg)
     for i, r in enumerate(rows):
         last = i == len(rows) - 1
