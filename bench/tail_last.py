@@ -14,6 +14,7 @@ the same command on an empty input is timed too, as that floor, and the reading 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -60,7 +61,8 @@ def main() -> None:
     json_best, json_med, json_out = timed([*base, "tail", "-n", "20", "--no-follow", "-o", "json", str(path)],
                                           args.repeat)
     assert out.count(b"\n") == 20 and json_out.count(b"\n") == 20, (out, json_out)
-    print(f"file: {path} ({args.records:,} records, {size / 1e6:,.0f} MB, shape {args.shape})")
+    print(f"file: {path} ({args.records:,} records, {size / 1e6:,.0f} MB, shape {args.shape}); "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     for label, b, m in (("same command on an empty file (start-up)", floor, floor_med),
                         ("logmetrics tail -n 20 --no-follow", best, med),
                         ("logmetrics tail -n 20 --no-follow -o json", json_best, json_med)):
