@@ -527,6 +527,23 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
 
 
+def test_stdin() -> None:
+    data = REQUESTS.read_bytes()
+    every = run("-n", "all", str(REQUESTS))
+    last = CliRunner().invoke(app, ["tail", "--no-follow", "-n", "3", "-o", "json", "-"], input=data)
+    assert [json.loads(x) for x in last.stdout.splitlines()] == every[-3:]
+    streamed = CliRunner().invoke(app, ["tail", "-o", "json", "-"], input=data)  # follows to end of input
+    assert [json.loads(x) for x in streamed.stdout.splitlines()] == every
+
+
+def test_table_no_follow_prints_one_snapshot() -> None:
+    result = CliRunner().invoke(app, ["tail", "--no-follow", "-n", "all", "--table", "--by", "deployment",
+                                      str(REQUESTS)], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("total") == 1 and result.stdout.startswith("deployment")
+    assert "\x1b" not in result.stdout
+
+
 def test_closed_or_full_stdout(tmp_path: Path) -> None:
     big = tmp_path / "big.log"
     big.write_bytes(REQUESTS.read_bytes() * 2000)
