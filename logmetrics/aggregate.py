@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import msgspec
 
@@ -47,12 +48,14 @@ SLOT = {name: i for i, name in enumerate((*COUNTERS, *HISTOGRAMS))}
 DENSE = frozenset({"requests", "spend", "total_tokens", "prompt_tokens", "completion_tokens", "zero_cost"})
 _H_TOTAL, _H_API, _H_TTFT, _H_QUEUE, _H_OVERHEAD, _H_PER_TOKEN = (SLOT[h] for h in HISTOGRAMS)
 _BOUNDS = tuple(HISTOGRAMS.values())
+# the families each event kind feeds, in table order
+_FED_BY = {kind: tuple(f.name for f in FAMILIES if any(feed.kind is kind for feed in f.feeds)) for kind in EventKind}
 OVERFLOW = "overflow"
-_OVERFLOW_LABELS = Labels(**{name: OVERFLOW for name in Labels.__struct_fields__})
+_OVERFLOW_LABELS = Labels(**dict.fromkeys(Labels.__struct_fields__, OVERFLOW))
 DEFAULT_MAX_SERIES = 10_000
 
 
-class Signature(msgspec.Struct, frozen=True, gc=False):
+class Signature(msgspec.Struct, frozen=True, gc=False, cache_hash=True):
     """Everything that decides an event's labels in any family."""
 
     kind: EventKind
@@ -62,7 +65,7 @@ class Signature(msgspec.Struct, frozen=True, gc=False):
     zero_cost_reason: str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Histogram:
     """Per-bucket (not cumulative) counts, the last one for +Inf, and the sum."""
 
@@ -126,16 +129,39 @@ class Aggregator:
     def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES, by: str = "model") -> None:
         self.max_series = max_series
         self.by = by  # view grouping: "model" (requested model) or "deployment"
-        self.acc: dict[Signature, list[object]] = {}
+        # hot-loop cache: signature -> (its accumulator, its view row); overflowed signatures are
+        # not cached (their number is unbounded). Reset whenever `acc` or `models` is replaced.
+        self._slots: dict[Signature, tuple[list[object], ModelStats | None]] = {}
+        self._acc: dict[Signature, list[object]] = {}
+        self._models: dict[str, ModelStats] = {}
         self.state: dict[tuple[str | None, ...], int] = {}
         self.records = 0
         self.skipped: dict[SkipReason, int] = dict.fromkeys(SkipReason, 0)
         self.access_lines: dict[tuple[str, str], int] = {}
         self.log_lines: dict[str, int] = {}
         self.series_dropped: dict[str, int] = {}
-        self.models: dict[str, ModelStats] = {}
         self.newest_time: float | None = None
         self.oldest_time: float | None = None
+
+    @property
+    def acc(self) -> dict[Signature, list[object]]:
+        """Signature -> accumulator (see COUNTERS and HISTOGRAMS for the slots)."""
+        return self._acc
+
+    @acc.setter
+    def acc(self, value: dict[Signature, list[object]]) -> None:
+        self._acc = value
+        self._slots.clear()
+
+    @property
+    def models(self) -> dict[str, ModelStats]:
+        """View rows: requested model (or deployment) -> ModelStats."""
+        return self._models
+
+    @models.setter
+    def models(self, value: dict[str, ModelStats]) -> None:
+        self._models = value
+        self._slots.clear()
 
     # -- the hot loop -------------------------------------------------------------------------
     def add(self, result: ParseResult | None) -> None:
@@ -168,24 +194,43 @@ class Aggregator:
                 self.oldest_time = t
 
     def _request(self, e: RequestEvent) -> None:
-        self._saw(e.time)
+        t = e.time
+        if t:
+            if self.newest_time is None or t > self.newest_time:
+                self.newest_time = t
+            if self.oldest_time is None or t < self.oldest_time:
+                self.oldest_time = t
         sig = Signature(e.kind, e.labels, e.deployment, e.proxy, e.zero_cost_reason)
-        acc = self.acc.get(sig)
-        if acc is None:
-            if len(self.acc) >= self.max_series:
-                sig = self._overflow(sig)
-                acc = self.acc.get(sig)
-            if acc is None:
-                acc = self.acc[sig] = [0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None, None, None, None]
+        slot = self._slots.get(sig)
+        if slot is None:
+            slot = self._slot(sig, e)
+        acc, stats = slot
         acc[0] += 1  # type: ignore[operator]
-        if e.state is not None:
-            s = e.state
+        s = e.state
+        if s is not None:
             key = (s.litellm_model_name, s.model_id, s.api_base, s.api_provider)
             self.state.pop(key, None)  # re-insert: the newest write is last, as LiteLLM shows it
             self.state[key] = s.value
         if e.kind is EventKind.SUCCESS:
             self._success(e, acc)
-        self._view(e)
+        if stats is not None:
+            self._view(e, stats)
+
+    def _slot(self, sig: Signature, e: RequestEvent) -> tuple[list[object], ModelStats | None]:
+        """The accumulator and view row of a signature not in the hot-loop cache (the signature
+        decides both; an overflowed signature is not cached, it is looked up each time)."""
+        key = sig
+        acc = self._acc.get(key)
+        if acc is None:
+            if len(self._acc) >= self.max_series:
+                key = self._overflow(sig)
+                acc = self._acc.get(key)
+            if acc is None:
+                acc = self._acc[key] = [0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None, None, None, None]
+        slot = (acc, self._view_row(e))
+        if key is sig:
+            self._slots[sig] = slot
+        return slot
 
     def _success(self, e: RequestEvent, acc: list[object]) -> None:
         acc[1] += e.spend or 0.0  # type: ignore[operator]
@@ -208,49 +253,52 @@ class Aggregator:
                 acc[12] += e.total_tokens  # type: ignore[operator]
         elif e.cache_hit is False:
             acc[11] += 1  # type: ignore[operator]
-        for slot, value in (
-            (_H_TOTAL, e.total_latency), (_H_API, e.api_latency), (_H_TTFT, e.ttft),
-            (_H_QUEUE, e.queue_time), (_H_OVERHEAD, e.overhead_latency),
-            (_H_PER_TOKEN, e.latency_per_output_token),
-        ):
-            if value is not None:
-                h = acc[slot]
-                if h is None:
-                    bounds = _BOUNDS[slot - _H_TOTAL]
-                    h = acc[slot] = Histogram([0] * (len(bounds) + 1))
-                assert isinstance(h, Histogram)
-                h.counts[bisect_left(_BOUNDS[slot - _H_TOTAL], value)] += 1
-                h.sum += value
+        if e.total_latency is not None:
+            _observe(acc, _H_TOTAL, e.total_latency)
+        if e.api_latency is not None:
+            _observe(acc, _H_API, e.api_latency)
+        if e.ttft is not None:
+            _observe(acc, _H_TTFT, e.ttft)
+        if e.queue_time is not None:
+            _observe(acc, _H_QUEUE, e.queue_time)
+        if e.overhead_latency is not None:
+            _observe(acc, _H_OVERHEAD, e.overhead_latency)
+        if e.latency_per_output_token is not None:
+            _observe(acc, _H_PER_TOKEN, e.latency_per_output_token)
 
     def _overflow(self, sig: Signature) -> Signature:
-        for family in FAMILIES:
-            if any(feed.kind is sig.kind for feed in family.feeds):
-                self.series_dropped[family.name] = self.series_dropped.get(family.name, 0) + 1
+        for name in _FED_BY[sig.kind]:
+            self.series_dropped[name] = self.series_dropped.get(name, 0) + 1
         o = _OVERFLOW_LABELS
         return Signature(sig.kind, o, o if sig.deployment else None, o if sig.proxy else None,
                          OVERFLOW if sig.zero_cost_reason else None)
 
-    def _view(self, e: RequestEvent) -> None:
+    def _view_row(self, e: RequestEvent) -> ModelStats | None:
         """Per requested model, rows count client requests as litellm_proxy_total_requests_metric
         does (a deployment failure's request is the post-call hook's, unless the record implies
-        both); per deployment, they count deployment calls (success and failure events)."""
+        both); per deployment, they count deployment calls (success and failure events).
+        None: the event has no row."""
         lab = e.labels
         if self.by == "deployment":
             if e.kind is EventKind.PROXY_FAILURE:
-                return
+                return None
             key = (e.deployment or lab).litellm_model_name or lab.model or "None"
         else:
             if e.kind is EventKind.FAILURE and e.proxy is None:
-                return
+                return None
             lab = e.proxy or lab
             key = lab.requested_model or lab.model_group or lab.model or "None"
-        stats = self.models.get(key)
+        stats = self._models.get(key)
         if stats is None:
-            if len(self.models) >= self.max_series:
+            if len(self._models) >= self.max_series:
                 key = OVERFLOW
-                stats = self.models.get(key)
+                stats = self._models.get(key)
             if stats is None:
-                stats = self.models[key] = ModelStats()
+                stats = self._models[key] = ModelStats()
+        return stats
+
+    @staticmethod
+    def _view(e: RequestEvent, stats: ModelStats) -> None:
         stats.requests += 1
         second = int(e.time)
         slot = stats.per_second.get(second)
@@ -263,10 +311,12 @@ class Aggregator:
         if e.kind is not EventKind.SUCCESS:
             stats.failures += 1
             return
-        stats.prompt_tokens += e.prompt_tokens or 0
-        stats.completion_tokens += e.completion_tokens or 0
-        slot[1] += e.prompt_tokens or 0
-        slot[2] += e.completion_tokens or 0
+        prompt = e.prompt_tokens or 0
+        completion = e.completion_tokens or 0
+        stats.prompt_tokens += prompt
+        stats.completion_tokens += completion
+        slot[1] += prompt
+        slot[2] += completion
         stats.spend += e.spend or 0.0
         if e.total_latency is not None:
             sketch_add(stats.latency, e.total_latency)
@@ -276,33 +326,57 @@ class Aggregator:
     # -- projection ---------------------------------------------------------------------------
     def project(self) -> list[Series]:
         """Every LiteLLM family with its series, as LiteLLM's exporter would hold them."""
-        out = []
+        return list(self.iter_project())
+
+    def iter_project(self) -> Iterator[Series]:
+        """`project()` one family at a time (a renderer holds one family's series, not all)."""
+        by_kind: dict[EventKind, list[tuple[Signature, list[object]]]] = {kind: [] for kind in EventKind}
+        for sig, acc in self._acc.items():
+            by_kind[sig.kind].append((sig, acc))
+        rendered: dict[Labels, tuple[str, ...]] = {}  # a label set's values as exposed, all labels
         for family in FAMILIES:
             if family.name == "litellm_deployment_state":
                 state = {tuple(_label(v) for v in key): float(v) for key, v in self.state.items()}
-                out.append(Series(family, state))  # type: ignore[arg-type]
+                yield Series(family, state)  # type: ignore[arg-type]
                 continue
+            pick = _picker(family)
             values: dict[tuple[str, ...], float | Histogram] = {}
             for feed in family.feeds:
                 slot = SLOT.get(feed.value, 0)
-                for sig, acc in self.acc.items():
-                    if sig.kind is not feed.kind:
-                        continue
+                zero_cost = feed.value == "zero_cost"
+                dense = feed.value in DENSE
+                for sig, acc in by_kind[feed.kind]:
                     labels = _labels_from(sig, feed.labels_from)
                     if labels is None:
                         continue
-                    if feed.value == "zero_cost":
+                    if zero_cost:
                         if sig.zero_cost_reason is None:
                             continue
                         value: object = acc[0]
                     else:
                         value = acc[slot]
-                    if value is None or (feed.value not in DENSE and not value):
+                    if value is None or (not dense and not value):
                         continue
-                    key = _key(family, labels, sig)
+                    if pick is None:
+                        key = _key(family, labels, sig)
+                    else:
+                        exposed = rendered.get(labels)
+                        if exposed is None:
+                            exposed = rendered[labels] = tuple(
+                                map(dict.__getitem__, _RENDERERS, msgspec.structs.astuple(labels))
+                            )
+                        key = pick(exposed)
                     _merge(values, key, value)
-            out.append(Series(family, values))
-        return out
+            yield Series(family, values)
+
+
+def _observe(acc: list[object], slot: int, value: float) -> None:
+    h = acc[slot]
+    bounds = _BOUNDS[slot - _H_TOTAL]
+    if h is None:
+        h = acc[slot] = Histogram([0] * (len(bounds) + 1))
+    h.counts[bisect_left(bounds, value)] += 1  # type: ignore[attr-defined]
+    h.sum += value  # type: ignore[attr-defined]
 
 
 def _labels_from(sig: Signature, source: str) -> Labels | None:
@@ -335,6 +409,38 @@ _TRANSLATE = str.maketrans("\n", " ", "\r\u2028\u2029")
 _UNSANITIZED = frozenset({"end_user"})  # LiteLLM passes end_user through as it is
 
 
+class _Rendered(dict[str | None, str]):
+    """Label value -> its exposed text, computed once per distinct value (bounded)."""
+
+    def __init__(self, convert: Callable[[str | None], str]) -> None:
+        super().__init__()
+        self.convert = convert
+
+    def __missing__(self, value: str | None) -> str:
+        if len(self) > 200_000:
+            self.clear()
+        text = self[value] = self.convert(value)
+        return text
+
+
+_SANITIZED = _Rendered(sanitize)
+_PLAIN = _Rendered(_label)
+_RENDERERS = tuple(_PLAIN if name in _UNSANITIZED else _SANITIZED for name in Labels.__struct_fields__)
+_PICKERS: dict[str, Callable[[tuple[str, ...]], tuple[str, ...]] | None] = {}
+
+
+def _picker(family: Family) -> Callable[[tuple[str, ...]], tuple[str, ...]] | None:
+    """The family's label values (in its order) out of all exposed label values; None when
+    `_key` must do it (the zero cost reason is not a label value; one label gives no tuple)."""
+    if family.name not in _PICKERS:
+        names = family.labels
+        _PICKERS[family.name] = (
+            None if ZERO_COST_REASON in names or len(names) < 2
+            else itemgetter(*(Labels.__struct_fields__.index(n) for n in names))
+        )
+    return _PICKERS[family.name]
+
+
 def _key(family: Family, labels: Labels, sig: Signature) -> tuple[str, ...]:
     out = []
     for name in family.labels:
@@ -351,11 +457,11 @@ def _merge(values: dict[tuple[str, ...], float | Histogram], key: tuple[str, ...
     if isinstance(value, Histogram):
         have = values.get(key)
         if have is None:
-            values[key] = Histogram(list(value.counts), value.sum)
+            values[key] = value  # the accumulator's own: a projection is read, never written
         else:
             assert isinstance(have, Histogram)
-            have.counts = [a + b for a, b in zip(have.counts, value.counts)]
-            have.sum += value.sum
+            counts = [a + b for a, b in zip(have.counts, value.counts, strict=True)]
+            values[key] = Histogram(counts, have.sum + value.sum)
     else:
         assert isinstance(value, (int, float))
         values[key] = values.get(key, 0.0) + value  # type: ignore[operator]

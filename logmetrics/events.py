@@ -24,6 +24,10 @@ class EventKind(enum.Enum):
     FAILURE = "failure"  # async_log_failure_event (a deployment call, or a proxy 400 with a payload)
     PROXY_FAILURE = "post_call_failure"  # async_post_call_failure_hook: the client got an error
 
+    # Members are singletons: identity hashing is correct and, unlike Enum's hash(self._name_), runs
+    # in C (the aggregator hashes a kind with every request event).
+    __hash__ = object.__hash__
+
 
 class SkipReason(enum.Enum):
     """Why a line was not counted. Every value is a `reason` label of
@@ -43,8 +47,9 @@ class SkipReason(enum.Enum):
     UNREADABLE = "unreadable"  # a file that vanished or could not be read mid-way
 
 
-class Labels(msgspec.Struct, frozen=True, gc=False):
-    """Label values of one hook call, named as LiteLLM's labels. Hashable: the aggregator keys on it."""
+class Labels(msgspec.Struct, frozen=True, gc=False, cache_hash=True):
+    """Label values of one hook call, named as LiteLLM's labels. Hashable: the aggregator keys on it
+    (the hash is computed once per object: the parser hands out one object per distinct label set)."""
 
     end_user: str | None = None
     hashed_api_key: str | None = None

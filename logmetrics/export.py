@@ -1,9 +1,11 @@
 """The aggregator's projection as Prometheus metric families: /metrics, --metrics-out, backfill.
 
-One custom prometheus_client `Collector` turns `Aggregator.project()` plus logmetrics' own
-counters into metric families; prometheus_client renders them (text 0.0.4 or OpenMetrics, as
-LiteLLM's own exporter does). `OpenMetricsBackfill` writes the same families as timestamped
-samples at a fixed step of record time, for `promtool tsdb create-blocks-from openmetrics`.
+Text format 0.0.4 (`exposition`, `write_exposition`) is rendered by `textformat.py` straight
+from `Aggregator.iter_project()`, family by family, byte for byte what prometheus_client writes.
+For OpenMetrics and for `serve`'s registry, one custom prometheus_client `Collector` turns the
+same projection plus logmetrics' own counters into metric families (prometheus_client is
+imported only then). `OpenMetricsBackfill` writes the same families as timestamped samples at
+a fixed step of record time, for `promtool tsdb create-blocks-from openmetrics`.
 """
 
 from __future__ import annotations
@@ -11,36 +13,32 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO
-
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.exposition import generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-from prometheus_client.utils import floatToGoString
+from typing import IO, TYPE_CHECKING
 
 from logmetrics.aggregate import Aggregator, Histogram, Series
 from logmetrics.events import SkipReason
 from logmetrics.parse import LEVELS
+from logmetrics.textformat import PlainFamily, go_float, render
 
-ExtraMetrics = Callable[[], Iterable[Metric]]
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
+
+ExtraMetrics = Callable[[], Iterable["Metric"]]
 
 
 def _family(series: Series) -> Metric:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
     f = series.family
     if f.type == "histogram":
         assert f.buckets is not None
-        bounds = [floatToGoString(b) for b in f.buckets] + ["+Inf"]
+        bounds = [go_float(b) for b in f.buckets] + ["+Inf"]
         hist = HistogramMetricFamily(f.name, f.help, labels=f.labels)
         for key, h in series.values.items():
             assert isinstance(h, Histogram)
             cumulative, running = [], 0
-            for bound, n in zip(bounds, h.counts):
+            for bound, n in zip(bounds, h.counts, strict=True):
                 running += n
                 cumulative.append((bound, float(running)))
             hist.add_metric(list(key), cumulative, h.sum)
@@ -53,41 +51,36 @@ def _family(series: Series) -> Metric:
     return fam
 
 
+def own_families(agg: Aggregator) -> list[PlainFamily]:
+    """logmetrics_* families that a replay knows, as plain data; `serve` adds its sources'."""
+    return [
+        PlainFamily("logmetrics_records_read", "counter", "Records (request events and log lines) read",
+                    (), [((), float(agg.records))]),
+        PlainFamily("logmetrics_records_skipped", "counter", "Lines not counted, by reason", ("reason",),
+                    [((reason.value,), float(agg.skipped[reason])) for reason in SkipReason]),
+        PlainFamily("logmetrics_http_access_lines", "counter",
+                    "LiteLLM HTTP access log lines, by route and status", ("route", "status"),
+                    [((route, status), float(n)) for (route, status), n in agg.access_lines.items()]),
+        PlainFamily("logmetrics_log_lines", "counter", "LiteLLM log lines (not requests), by level", ("level",),
+                    [((level,), float(agg.log_lines.get(level, 0))) for level in LEVELS]),
+        PlainFamily("logmetrics_series_dropped", "counter",
+                    "New label sets folded into the overflow series by the cardinality cap, by family",
+                    ("family",), [((family,), float(n)) for family, n in agg.series_dropped.items()]),
+        PlainFamily("logmetrics_last_record_timestamp_seconds", "gauge", "Time of the newest record read", (),
+                    [] if agg.newest_time is None else [((), agg.newest_time)]),
+    ]
+
+
 def self_metrics(agg: Aggregator) -> Iterator[Metric]:
-    """logmetrics_* families that a replay knows; `serve` adds its sources' through `extra`."""
-    read = CounterMetricFamily("logmetrics_records_read", "Records (request events and log lines) read")
-    read.add_metric([], float(agg.records))
-    yield read
-    skipped = CounterMetricFamily(
-        "logmetrics_records_skipped", "Lines not counted, by reason", labels=["reason"]
-    )
-    for reason in SkipReason:
-        skipped.add_metric([reason.value], float(agg.skipped[reason]))
-    yield skipped
-    access = CounterMetricFamily(
-        "logmetrics_http_access_lines", "LiteLLM HTTP access log lines, by route and status",
-        labels=["route", "status"],
-    )
-    for (route, status), n in agg.access_lines.items():
-        access.add_metric([route, status], float(n))
-    yield access
-    levels = CounterMetricFamily("logmetrics_log_lines", "LiteLLM log lines (not requests), by level",
-                                 labels=["level"])
-    for level in LEVELS:
-        levels.add_metric([level], float(agg.log_lines.get(level, 0)))
-    yield levels
-    dropped = CounterMetricFamily(
-        "logmetrics_series_dropped",
-        "New label sets folded into the overflow series by the cardinality cap, by family",
-        labels=["family"],
-    )
-    for family, n in agg.series_dropped.items():
-        dropped.add_metric([family], float(n))
-    yield dropped
-    newest = GaugeMetricFamily("logmetrics_last_record_timestamp_seconds", "Time of the newest record read")
-    if agg.newest_time is not None:
-        newest.add_metric([], agg.newest_time)
-    yield newest
+    """`own_families(agg)` as prometheus_client metric families."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    for own in own_families(agg):
+        cls = CounterMetricFamily if own.type == "counter" else GaugeMetricFamily
+        fam = cls(own.name, own.help, labels=list(own.labels))
+        for values, value in own.rows:
+            fam.add_metric(list(values), value)
+        yield fam
 
 
 class AggregatorCollector:
@@ -113,18 +106,35 @@ def registry_for(agg: Aggregator, extra: ExtraMetrics | None = None,
         with lock():  # type: ignore[attr-defined]
             return agg.project(), [*self_metrics(agg), *(extra() if extra else ())]
 
+    from prometheus_client import CollectorRegistry
+
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(AggregatorCollector(project))  # type: ignore[arg-type]
+    registry.register(AggregatorCollector(project))
     return registry
 
 
-def exposition(agg: Aggregator) -> bytes:
+def text_chunks(agg: Aggregator, extra: Iterable[Metric] = ()) -> Iterator[bytes]:
+    """Prometheus text format 0.0.4 in pieces: LiteLLM's families (projected one at a time), then
+    logmetrics' own, then `extra` (prometheus_client families, e.g. serve's)."""
+    for text in render(agg.iter_project(), own_families(agg), extra):
+        yield text.encode()
+
+
+def exposition(agg: Aggregator, extra: Iterable[Metric] = ()) -> bytes:
     """Prometheus text format 0.0.4: exactly what /metrics serves for the same records."""
-    return generate_latest(registry_for(agg))
+    return b"".join(text_chunks(agg, extra))
+
+
+def write_exposition(agg: Aggregator, out: IO[bytes]) -> None:
+    """`exposition(agg)` written piece by piece: memory stays flat however many series."""
+    for chunk in text_chunks(agg):
+        out.write(chunk)
 
 
 def openmetrics(agg: Aggregator) -> bytes:
-    return generate_openmetrics(registry_for(agg))
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+    return bytes(generate_openmetrics(registry_for(agg)))  # type: ignore[no-untyped-call]
 
 
 class OpenMetricsBackfill:
@@ -152,7 +162,7 @@ class OpenMetricsBackfill:
             self.next_time = (t // self.step + 1) * self.step
 
     def snapshot(self, agg: Aggregator, at: float) -> None:
-        text = generate_openmetrics(registry_for(agg)).decode()
+        text = openmetrics(agg).decode()
         stamp = f" {at:.3f}"
         family = ""
         for line in text.splitlines():

@@ -41,6 +41,9 @@ _LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL", "EXCEPTION": "ERROR"}
 _PRIORITY_LEVELS = ("CRITICAL", "CRITICAL", "CRITICAL", "ERROR", "WARNING", "INFO", "INFO", "DEBUG")
 _ACCESS = re.compile(r'"([A-Z]+) (/[^ "?]*)[^ "]* HTTP/[0-9.]+" (\d{3})')
 _PLAIN_LEVEL = re.compile(r"\b(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
+_NAIVE_SECOND = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", re.ASCII)
+_LEVEL_NAMES = frozenset(LEVELS)  # already canonical: level_name() returns them unchanged
+_FAILED = frozenset({"ERROR", "CRITICAL"})
 
 _NOT_JSON = Skip(SkipReason.NOT_JSON)
 _INVALID_UTF8 = Skip(SkipReason.INVALID_UTF8)
@@ -96,19 +99,23 @@ class Parser:
 
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     end_user_label: bool = False
+    # compact records: (model, provider, failed) -> their constant labels and deployment state
     _compact: dict[tuple[str | None, str | None, bool], tuple[Labels, DeploymentState]] = field(
         default_factory=dict, repr=False
     )
+    # "YYYY-MM-DDTHH:MM:SS" (naive) -> epoch seconds: compact records' times, one parse a second
+    _seconds: dict[str, float] = field(default_factory=dict, repr=False)
 
     def parse(self, line: bytes, *, envelope_time: float | None = None) -> ParseResult | None:
         """One line (without its newline). None for a blank line, which is not a record."""
         if len(line) > self.max_line_bytes:
             return _TOO_LONG
-        if not line.strip():
-            return None
-        first = line.lstrip()[:1]
-        if first != b"{":
-            return self._slow(line) if first in b'["-0123456789' else _NOT_JSON
+        if line[:1] != b"{":  # the common case skips the copies strip() and lstrip() make
+            if not line.strip():
+                return None
+            first = line.lstrip()[:1]
+            if first != b"{":
+                return self._slow(line) if first in b'["-0123456789' else _NOT_JSON
         try:
             rec = LINE_DECODER.decode(line)
         except msgspec.ValidationError:
@@ -158,8 +165,9 @@ class Parser:
         return event if event is not None else _INVALID_KEY
 
     def _compact_record(self, rec: Line) -> ParseResult:
-        time = epoch(rec.timestamp)
-        failed = level_name(rec.level) in ("ERROR", "CRITICAL")
+        time = self._compact_time(rec.timestamp)
+        level = rec.level
+        failed = level in _FAILED if level in _LEVEL_NAMES else level_name(level) in _FAILED
         latency = rec.latency_ms
         if latency is not None and not 0 <= latency < math.inf:
             return _INVALID_DURATION
@@ -189,6 +197,25 @@ class Parser:
             total_tokens=(tokens.total or 0) if tokens else 0,
             total_latency=latency / 1000 if latency is not None else None,
         )
+
+    def _compact_time(self, timestamp: str | float | None) -> float | None:
+        """`epoch(timestamp)`, with naive "YYYY-MM-DDTHH:MM:SS.fff" (what LiteLLM's json_logs and
+        compact records write) parsed once a second: datetime.timestamp() of a naive time is the
+        local second as a whole number plus microsecond / 1e6, which is what this adds."""
+        if isinstance(timestamp, str) and len(timestamp) == 23 and timestamp[19] == ".":
+            millis = timestamp[20:]
+            if millis.isdecimal() and millis.isascii():
+                second = timestamp[:19]
+                base = self._seconds.get(second)
+                if base is None and _NAIVE_SECOND.fullmatch(second):
+                    base = epoch(second)
+                    if base is not None:
+                        if len(self._seconds) >= 4096:  # logs move on: keep the recent seconds
+                            self._seconds.clear()
+                        self._seconds[second] = base
+                if base is not None:
+                    return base + int(millis) * 1000 / 1e6
+        return epoch(timestamp)
 
     def _journald(self, rec: Line) -> ParseResult | None:
         message = rec.MESSAGE

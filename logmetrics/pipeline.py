@@ -6,15 +6,19 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+import os
+import stat
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from typing import Literal
 
 from logmetrics.aggregate import Aggregator
 from logmetrics.events import EventKind, LogEvent, ParseResult, RequestEvent, Skip, SkipReason
 from logmetrics.export import OpenMetricsBackfill
 from logmetrics.parse import LEVELS, Parser
-from logmetrics.sources.archive import ReadStats, expand, read_lines
+from logmetrics.sources.archive import GZIP_MAGIC, ReadStats, expand, read_lines
+from logmetrics.sources.journald import JOURNAL_MAGIC
 
 _FILTERED = Skip(SkipReason.FILTERED)
 _RANK = {name: i for i, name in enumerate(LEVELS)}
@@ -82,25 +86,61 @@ class Ingest:
     backfill: OpenMetricsBackfill | None = None
 
     def lines(self, lines: Iterable[bytes]) -> None:
-        parse, add, filters, backfill = self.parser.parse, self.agg.add, self.filters, self.backfill
+        parse, add, backfill = self.parser.parse, self.agg.add, self.backfill
+        filters = self.filters if self.filters else None
+        if filters is None and backfill is None:  # the common case: nothing between parse and add
+            for line in lines:
+                add(parse(line))  # add(None) (a blank line) does nothing
+            return
         for line in lines:
             r: ParseResult | None = parse(line)
             if r is None:
                 continue
-            if filters and not isinstance(r, Skip) and not filters.keep(r):
+            if filters is not None and not isinstance(r, Skip) and not filters.keep(r):
                 r = _FILTERED
             elif backfill is not None and not isinstance(r, Skip) and r.time:
                 backfill.observe_time(self.agg, r.time)
             add(r)
 
 
-def replay(paths: list[str], ingest: Ingest) -> ReadStats:
+Progress = Callable[[ReadStats, int], None]
+"""Called every `PROGRESS_LINES` lines of a replay with the read stats and the total size of
+the input when it is known (plain files: bytes), else 0."""
+PROGRESS_LINES = 16_384
+
+
+def replay(paths: list[str], ingest: Ingest, progress: Progress | None = None) -> ReadStats:
     """Read every file of `paths` (rotated sets oldest first) into `ingest`."""
     files = expand(paths)
     stats = ReadStats()
-    ingest.lines(read_lines(files, stats, ingest.parser.max_line_bytes))
+    lines = read_lines(files, stats, ingest.parser.max_line_bytes)
+    if progress is None:
+        ingest.lines(lines)
+    else:
+        total = _plain_size(files)
+        while (first := next(lines, None)) is not None:
+            ingest.lines(chain((first,), islice(lines, PROGRESS_LINES - 1)))
+            progress(stats, total)
     ingest.agg.skip(SkipReason.TOO_LONG, stats.too_long)
     ingest.agg.skip(SkipReason.UNREADABLE, stats.unreadable)
     if ingest.backfill is not None:
         ingest.backfill.close(ingest.agg)
     return stats
+
+
+def _plain_size(files: list[str]) -> int:
+    """Bytes the files hold when all are plain regular files (what reading them will count), else 0."""
+    total = 0
+    for path in files:
+        if path == "-":
+            return 0
+        try:
+            st = os.stat(path)
+            with open(path, "rb") as f:
+                head = f.read(len(JOURNAL_MAGIC))
+        except OSError:
+            return 0
+        if not stat.S_ISREG(st.st_mode) or head[:2] == GZIP_MAGIC or head == JOURNAL_MAGIC:
+            return 0
+        total += st.st_size
+    return total

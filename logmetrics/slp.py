@@ -14,7 +14,8 @@ exact; from a bare payload it is the closest approximation the payload allows:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import math
+from datetime import datetime, timedelta, timezone
 
 import msgspec
 
@@ -101,30 +102,76 @@ def _service_tier(p: Payload) -> str | None:
     return None
 
 
-def _labels(p: Payload, md: Metadata, f: Facts, end_user_label: bool, model: str | None) -> Labels:
+# label values -> (Labels, the same with status_code "200"): one object per distinct label set,
+# so the aggregator hashes each once (Labels caches its hash) and compares by identity
+_LABELS: dict[tuple[str | None, ...], tuple[Labels, Labels]] = {}
+_MAX_CACHED_LABELS = 16_384
+
+
+def _labels(p: Payload, md: Metadata, f: Facts, end_user_label: bool, model: str | None) -> tuple[Labels, Labels]:
     end_user = f.end_user if f is not _NO_FACTS else (p.end_user if end_user_label else None)
-    return Labels(
-        end_user=end_user,
-        hashed_api_key=md.user_api_key_hash,
-        api_key_alias=md.user_api_key_alias,
-        requested_model=p.model_group,
-        model_group=p.model_group,
-        team=md.user_api_key_team_id,
-        team_alias=md.user_api_key_team_alias,
-        user=md.user_api_key_user_id,
-        user_email=md.user_api_key_user_email,
-        org_id=md.user_api_key_org_id,
-        org_alias=md.user_api_key_org_alias,
-        model=model,
-        litellm_model_name=model,
-        model_id=p.model_id,
-        api_base=p.api_base,
-        api_provider=p.custom_llm_provider,
-        service_tier=f.service_tier if f is not _NO_FACTS else _service_tier(p),
-        route=md.user_api_key_request_route,
-        client_ip=md.requester_ip_address,
-        user_agent=md.user_agent,
+    key = (
+        end_user, md.user_api_key_hash, md.user_api_key_alias, p.model_group, md.user_api_key_team_id,
+        md.user_api_key_team_alias, md.user_api_key_user_id, md.user_api_key_user_email, md.user_api_key_org_id,
+        md.user_api_key_org_alias, model, p.model_id, p.api_base, p.custom_llm_provider,
+        f.service_tier if f is not _NO_FACTS else _service_tier(p),
+        md.user_api_key_request_route, md.requester_ip_address, md.user_agent,
     )
+    cached = _LABELS.get(key)
+    if cached is None:
+        labels = Labels(
+            end_user=end_user,
+            hashed_api_key=md.user_api_key_hash,
+            api_key_alias=md.user_api_key_alias,
+            requested_model=p.model_group,
+            model_group=p.model_group,
+            team=md.user_api_key_team_id,
+            team_alias=md.user_api_key_team_alias,
+            user=md.user_api_key_user_id,
+            user_email=md.user_api_key_user_email,
+            org_id=md.user_api_key_org_id,
+            org_alias=md.user_api_key_org_alias,
+            model=model,
+            litellm_model_name=model,
+            model_id=p.model_id,
+            api_base=p.api_base,
+            api_provider=p.custom_llm_provider,
+            service_tier=key[14],
+            route=md.user_api_key_request_route,
+            client_ip=md.requester_ip_address,
+            user_agent=md.user_agent,
+        )
+        cached = (labels, msgspec.structs.replace(labels, status_code="200"))
+        if len(_LABELS) >= _MAX_CACHED_LABELS:
+            _LABELS.clear()
+        _LABELS[key] = cached
+    return cached
+
+
+_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(value: Time) -> int | None:
+    """`wall(value)` as whole microseconds since 1970-01-01 (naive): differences of these, divided
+    by 10**6, are the timedelta.total_seconds() LiteLLM computes, without making datetimes. An
+    epoch float is rounded to the microsecond as datetime.fromtimestamp() rounds it (half to even
+    on the fraction); anything else (ISO text, out-of-range or NaN numbers) goes through `wall()`,
+    and raises as it does."""
+    if value is None:
+        return None
+    if isinstance(value, float) and 0.0 <= value < 1e11:
+        fraction, whole = math.modf(value)
+        return int(whole) * 1_000_000 + round(fraction * 1e6)
+    moment = wall(value)
+    assert moment is not None
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _seconds(start: int | None, end: int | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return (end - start) / 1_000_000
 
 
 def event_from_payload(
@@ -137,29 +184,40 @@ def event_from_payload(
         return None
     md = p.metadata or _NO_METADATA
     model = f.model if f.model is not None else strip_provider(p.model, p.custom_llm_provider)
-    labels = _labels(p, md, f, end_user_label, model)
-    hook_start = wall(f.hook_start_time) or wall(p.startTime)
-    hook_end = wall(f.hook_end_time) or wall(p.endTime)
+    labels, labels_200 = _labels(p, md, f, end_user_label, model)
+    # times as whole microseconds (see micros()); `a if a is not None else b` is LiteLLM's `a or b`
+    # on datetimes, which are never false
+    hook_start = micros(f.hook_start_time)
+    if hook_start is None:
+        hook_start = micros(p.startTime)
+    hook_end = micros(f.hook_end_time)
+    if hook_end is None:
+        hook_end = micros(p.endTime)
     end_time = time if time is not None else (p.endTime if p.endTime is not None else 0.0)
     if p.status == "failure":
         return _failure(p, f, md, labels, end_time, f.deployment_labels is None)
 
-    start = wall(f.start_time) or hook_start
-    end = wall(f.end_time) or hook_end
-    api_start = wall(f.api_call_start_time) if facts else (hook_start if p.cache_hit is not True else None)
-    completion_start = wall(f.completion_start_time) if facts else wall(p.completionStartTime)
+    start = micros(f.start_time)
+    if start is None:
+        start = hook_start
+    end = micros(f.end_time)
+    if end is None:
+        end = hook_end
+    api_start = micros(f.api_call_start_time) if facts else (hook_start if p.cache_hit is not True else None)
+    completion_start = micros(f.completion_start_time) if facts else micros(p.completionStartTime)
     stream = f.stream if facts else p.stream
     queue = f.queue_time_seconds if facts else None
     queue = queue if queue is not None and queue >= 0 else None
-    total = seconds(start, end)
+    total = _seconds(start, end)
     if total is not None and queue is not None:
         total += queue
 
     completion_tokens = p.completion_tokens
     per_token = None
-    if completion_tokens is not None and completion_tokens > 0 and hook_start and hook_end:
-        ttft_td = completion_start - hook_start if stream is True and completion_start else None
-        per_token = ((ttft_td or (hook_end - hook_start)).total_seconds()) / completion_tokens
+    if completion_tokens is not None and completion_tokens > 0 and hook_start is not None and hook_end is not None:
+        # LiteLLM: (time to first token, unless zero or not streamed, else the whole call) / tokens
+        ttft_us = completion_start - hook_start if stream is True and completion_start is not None else None
+        per_token = ((ttft_us or (hook_end - hook_start)) / 1_000_000) / completion_tokens
 
     usage = md.usage_object
     prompt_details = usage.prompt_tokens_details if usage else None
@@ -171,17 +229,17 @@ def event_from_payload(
                 cache_write = value
                 break
     overhead_ms = p.hidden_params.litellm_overhead_time_ms if p.hidden_params else None
-    proxy = labels
+    proxy_200 = labels_200
     if f.original_model_group and f.original_model_group != p.model_group:
-        proxy = msgspec.structs.replace(labels, requested_model=f.original_model_group)
+        proxy_200 = msgspec.structs.replace(labels_200, requested_model=f.original_model_group)
     state = DeploymentState(
         model or "", f.model_info_id or p.model_id or "", p.api_base or "", p.custom_llm_provider or "", 0
     )
     return RequestEvent(
         kind=EventKind.SUCCESS,
         time=end_time,
-        labels=msgspec.structs.replace(labels, status_code="200"),
-        proxy=msgspec.structs.replace(proxy, status_code="200"),
+        labels=labels_200,
+        proxy=proxy_200,
         state=state,
         stream=stream,
         spend=float(p.response_cost or 0.0),
@@ -194,8 +252,8 @@ def event_from_payload(
         reasoning_tokens=_positive(completion_details.reasoning_tokens) if completion_details else None,
         audio_output_tokens=_positive(completion_details.audio_tokens) if completion_details else None,
         total_latency=checked(total),
-        api_latency=checked(seconds(api_start, end)),
-        ttft=checked(seconds(api_start, completion_start)) if stream is True else None,
+        api_latency=checked(_seconds(api_start, end)),
+        ttft=checked(_seconds(api_start, completion_start)) if stream is True else None,
         queue_time=checked(queue),
         overhead_latency=checked(overhead_ms / 1000) if overhead_ms else None,
         latency_per_output_token=checked(per_token),

@@ -1,0 +1,30 @@
+"""bench/run.py still runs end to end (a few hundred records, one repetition), so it does not rot.
+The numbers mean nothing at this size; see bench/README.md for real runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_quick(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--workdir", str(tmp_path), "--json-out", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| target | measured | ratio | met |" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["runs"]["replay simple"]["records"] == 400
+    assert len(result["runs"]["replay slp"]["walls"]) == 1
+    assert result["scrape"] and result["scrape"][0]["series"] > 0
+    assert [n for n, _, _ in result["rss_scaling"]] == [300, 600]
+    # the replay's exposition is complete
+    prom = (tmp_path / "simple.prom").read_text()
+    assert "litellm_proxy_total_requests_metric_total{" in prom
+    assert "logmetrics_records_read_total 400.0" in prom

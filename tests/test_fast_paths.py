@@ -1,0 +1,98 @@
+"""The hot loop's shortcuts compute exactly what the straightforward code computes.
+
+- slp.micros(): differences of integer microseconds == timedelta.total_seconds() of wall() datetimes;
+- Parser._compact_time(): the once-a-second cache == epoch() on every timestamp;
+- Aggregator: the per-signature slot cache gives the state a cache-less aggregator gives.
+(tests/test_golden_outputs.py holds whole replays to their bytes.)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from logmetrics.aggregate import Aggregator
+from logmetrics.parse import Parser, epoch
+from logmetrics.slp import micros, seconds, wall
+
+_EPOCHS = st.one_of(
+    st.floats(min_value=0, max_value=4e9, allow_nan=False),
+    st.integers(min_value=1_600_000_000, max_value=1_900_000_000).map(float),
+    st.tuples(st.integers(min_value=1_600_000_000, max_value=1_900_000_000), st.integers(0, 999_999)).map(
+        lambda t: t[0] + t[1] / 1e6
+    ),
+    st.tuples(st.integers(min_value=1_600_000_000, max_value=1_900_000_000), st.integers(0, 1999)).map(
+        lambda t: t[0] + (t[1] + 0.5) / 1e6  # exact halves: round half to even
+    ),
+)
+_ISO = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)).map(datetime.isoformat)
+
+
+@settings(max_examples=2000)
+@given(st.one_of(_EPOCHS, _ISO), st.one_of(_EPOCHS, _ISO))
+def test_micros_differences_are_litellms_seconds(a: float | str, b: float | str) -> None:
+    ua, ub = micros(a), micros(b)
+    assert ua is not None and ub is not None
+    assert (ub - ua) / 1_000_000 == seconds(wall(a), wall(b))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e20, -1e20, "not a time"])
+def test_micros_raises_as_wall_does(bad: float | str) -> None:
+    with pytest.raises((ValueError, OverflowError, OSError)) as fast:
+        micros(bad)
+    with pytest.raises((ValueError, OverflowError, OSError)) as slow:
+        wall(bad)
+    assert fast.type is slow.type
+
+
+@settings(max_examples=500)
+@given(st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1)), st.integers(0, 999))
+def test_compact_time_is_epoch(moment: datetime, millis: int) -> None:
+    parser = Parser()
+    text = moment.replace(microsecond=0).isoformat() + f".{millis:03d}"
+    assert len(text) == 23
+    assert parser._compact_time(text) == epoch(text)
+    assert parser._compact_time(text) == epoch(text)  # from the cache
+    later = (moment.replace(microsecond=0) + timedelta(seconds=1)).isoformat() + ".000"
+    assert parser._compact_time(later) == epoch(later)
+
+
+@pytest.mark.parametrize("text", ["2025-10-21T12:26:24.12x", "2025-10-21 12:26:24.123", "2025-10-21T12:26:24Z",
+                                  "2025-13-21T12:26:24.123", "2025-10-21T12:26:24.١٢٣", 1761049584.5, None])
+def test_compact_time_other_forms(text: str | float | None) -> None:
+    parser = Parser()
+    try:
+        want: object = epoch(text)
+    except ValueError as e:
+        want = type(e)
+    try:
+        got: object = parser._compact_time(text)
+    except ValueError as e:
+        got = type(e)
+    assert got == want
+
+
+def test_slot_cache_matches_a_fresh_lookup(tmp_path: object) -> None:
+    """Replacing `acc`/`models` (as a state load does) drops the cache; the result matches."""
+    from pathlib import Path
+
+    lines = (Path(__file__).parent.parent / "fixtures/sample-logs/generated/simple-1k.jsonl").read_bytes().splitlines()
+    parser = Parser()
+    events = [parser.parse(line) for line in lines]
+    cached = Aggregator()
+    for e in events:
+        cached.add(e)
+    fresh = Aggregator()
+    for i, e in enumerate(events):
+        fresh.add(e)
+        if i % 7 == 0:
+            fresh.acc = dict(fresh.acc)
+            fresh.models = dict(fresh.models)
+    assert cached.acc.keys() == fresh.acc.keys()
+    assert list(cached.acc.values()) == list(fresh.acc.values())
+    assert {k: (m.requests, m.failures, m.latency) for k, m in cached.models.items()} == {
+        k: (m.requests, m.failures, m.latency) for k, m in fresh.models.items()
+    }

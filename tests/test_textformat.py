@@ -1,0 +1,91 @@
+"""textformat.py renders exactly what prometheus_client's generate_latest renders."""
+
+from __future__ import annotations
+
+import string
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+
+from logmetrics.aggregate import Aggregator, Histogram, Series
+from logmetrics.events import EventKind, Labels, RequestEvent
+from logmetrics.export import exposition, registry_for, text_chunks
+from logmetrics.families import FAMILIES
+from logmetrics.textformat import go_float, render_metric
+
+_TEXT = st.text(alphabet=string.printable + "é€\u2028%{}", max_size=12)
+_NUMBER = st.one_of(
+    st.integers(min_value=0, max_value=10**12).map(float),
+    st.floats(min_value=0, max_value=1e15, allow_nan=False),
+    st.sampled_from([0.0, 1e6, 1e7, 1234567.0, 0.1 + 0.2, float("inf")]),
+)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_go_float(value: float) -> None:
+    from prometheus_client.utils import floatToGoString
+
+    assert go_float(value) == floatToGoString(value)
+
+
+def _event(values: list[str | None], latency: float, tokens: int, failed: bool) -> RequestEvent:
+    names = Labels.__struct_fields__
+    labels = Labels(**dict(zip(names, values, strict=False)))
+    if failed:
+        return RequestEvent(kind=EventKind.FAILURE, time=1.0, labels=labels, proxy=labels, level="ERROR")
+    return RequestEvent(
+        kind=EventKind.SUCCESS, time=1.0, labels=labels, spend=latency / 7, prompt_tokens=tokens,
+        completion_tokens=tokens * 3, total_tokens=tokens * 4, total_latency=latency, api_latency=latency / 2,
+        ttft=latency / 3, latency_per_output_token=latency / (tokens + 1), cached_tokens=tokens or None,
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(
+    st.tuples(
+        st.lists(st.one_of(st.none(), _TEXT), min_size=23, max_size=23),
+        st.floats(min_value=0, max_value=1000), st.integers(min_value=0, max_value=10**7), st.booleans(),
+    ),
+    max_size=12,
+))
+def test_exposition_is_prometheus_clients(events: list[tuple[list[str | None], float, int, bool]]) -> None:
+    agg = Aggregator()
+    for values, latency, tokens, failed in events:
+        agg.add(_event(values, latency, tokens, failed))
+    assert exposition(agg) == generate_latest(registry_for(agg))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(_TEXT, _TEXT, _NUMBER), max_size=8), _NUMBER)
+def test_other_families_are_prometheus_clients(rows: list[tuple[str, str, float]], single: float) -> None:
+    labelled = CounterMetricFamily("x_things", "Things\\ with \n help", labels=["b_label", "a_label"])
+    for a, b, v in rows:
+        labelled.add_metric([a, b], v)
+    gauge = GaugeMetricFamily("x_gauge_total", "a gauge")
+    gauge.add_metric([], single)
+    counter = CounterMetricFamily("x_count_total", "named with _total")
+    counter.add_metric([], single)
+    registry = CollectorRegistry(auto_describe=False)
+    metrics = [labelled, gauge, counter]
+
+    class Collector:
+        def collect(self):  # type: ignore[no-untyped-def]
+            return metrics
+
+    registry.register(Collector())  # type: ignore[arg-type]
+    assert "".join(render_metric(m) for m in metrics).encode() == generate_latest(registry)
+
+
+def test_chunks_join_to_the_exposition_and_histograms_render_big_counts() -> None:
+    family = next(f for f in FAMILIES if f.type == "histogram")
+    agg = Aggregator()
+    series = Series(family, {tuple("v" for _ in family.labels): Histogram([10**7] * (len(family.buckets or ()) + 1),
+                                                                          2.5e9)})
+    from logmetrics.textformat import render_series
+
+    text = "".join(render_series(series))
+    assert '_bucket{' in text and "1e+07" in text
+    assert b"".join(text_chunks(agg)) == exposition(agg) == generate_latest(registry_for(agg))
