@@ -358,7 +358,7 @@ class Service:
     # -- main ---------------------------------------------------------------------------------
     def run(self) -> None:
         """Serve until SIGTERM/SIGINT (or a source fails: SourceError)."""
-        _signals(self._on_stop, self._on_hup)
+        previous = _signals(self._on_stop, self._on_hup)
         try:
             for r in self.runs:
                 r.thread = threading.Thread(target=self._consume, args=(r,), name=r.source.key, daemon=True)
@@ -383,6 +383,8 @@ class Service:
                     r.thread.join(timeout=10)
             self.persist()
             self.http.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         failed = [f"{r.source.key}: {r.error}" for r in self.runs if r.error is not None]
         if failed:
             raise SourceError("; ".join(failed))
@@ -398,11 +400,13 @@ class Service:
             r.source.wake()
 
 
-def _signals(on_stop: Callable[[int, Any], None], on_hup: Callable[[int, Any], None] | None) -> None:
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
+def _signals(on_stop: Callable[[int, Any], None], on_hup: Callable[[int, Any], None] | None
+             ) -> dict[int, Any]:
+    """Install the handlers; the previous ones, to restore."""
+    wanted: dict[int, Any] = {signal.SIGTERM: on_stop, signal.SIGINT: on_stop}
     if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, on_hup or signal.SIG_IGN)
+        wanted[signal.SIGHUP] = on_hup or signal.SIG_IGN
+    return {sig: signal.signal(sig, handler) for sig, handler in wanted.items()}
 
 
 def _table(service: Service) -> view.LiveTable:

@@ -19,18 +19,23 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from journal_util import Entry, journal_remote, write_journal
 from prometheus_client.parser import text_string_to_metric_families
 
 from logmetrics import state
 from logmetrics.aggregate import Aggregator
 from logmetrics.cli import main
+from logmetrics.errors import SourceError
 from logmetrics.export import exposition
 from logmetrics.parse import Parser
 from logmetrics.pipeline import Ingest, replay
+from logmetrics.serve import Service
+from logmetrics.sources.batch import Batch
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = (ROOT / "fixtures/sample-logs/litellm-1.109.1/requests-runA.jsonl").read_bytes().splitlines()
@@ -70,6 +75,17 @@ def core(text: str) -> str:
     for line in text.splitlines():
         if line.startswith("# HELP "):
             keep = line.split()[2].removesuffix("_total") not in SERVE_ONLY
+        if keep and not line.split(" ", 1)[0].split("{", 1)[0].endswith("_created"):
+            out.append(line)
+    return "\n".join(out)
+
+
+def litellm_only(text: str) -> str:
+    """LiteLLM's families of an exposition (no logmetrics_* family)."""
+    out, keep = [], True
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            keep = line.split()[2].startswith("litellm_")
         if keep and not line.split(" ", 1)[0].split("{", 1)[0].endswith("_created"):
             out.append(line)
     return "\n".join(out)
@@ -174,9 +190,12 @@ def test_file_end_to_end(tmp_path: Path, procs: list[Serve]) -> None:
     assert s.get("/metrics")[1].startswith("text/plain; version=0.0.4")
     assert s.get("/healthz")[:3:2] == (200, b"ok\n")
     assert s.get("/nothing")[0] == 404
+    s.proc.send_signal(signal.SIGHUP)  # re-scan the names: nothing changes, it keeps serving
+    append(log, RECORDS[1] + b"\n")
+    s.wait_value("logmetrics_records_read_total", 33)
     assert s.stop() == 0
     doc = state.decode((s.state_dir / "state.json").read_bytes())
-    assert doc.metrics.records == 32
+    assert doc.metrics.records == 33
     assert doc.sources[f"file:{log}"].positions["files"][0]["offset"] == log.stat().st_size  # type: ignore[index]
     assert stat_mode(s.state_dir) == 0o700 and stat_mode(s.state_dir / "state.json") == 0o600
     assert "Traceback" not in s.stderr()
@@ -368,6 +387,59 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(tmp_path: Path, proc
     assert all("Traceback" not in p.stderr() for p in procs)
 
 
+@pytest.mark.real
+@pytest.mark.skipif((shutil.which("journalctl") is None or journal_remote() is None) and not os.environ.get("CI"),
+                    reason="needs journalctl and systemd-journal-remote")
+def test_journal_cursor_across_sigterm_kill_9_and_journalctl_restarts(tmp_path: Path, procs: list[Serve]) -> None:
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    path = journal / "litellm.journal"
+    seq = 0
+
+    def log(lines: list[bytes]) -> None:
+        nonlocal seq
+        first, seq = seq + 1, seq + len(lines)
+        write_journal(path, [Entry(x, seq=n) for n, x in enumerate(lines, first)])
+
+    records = [RECORDS[i % len(RECORDS)] for i in range(60)]
+    log([b"before the first start: not read"])
+    args = ("--journal", "litellm", "--journal-directory", str(journal))
+    s = Serve(tmp_path, *args)
+    procs.append(s)
+    s.ready()
+    # the first start reads from "now", once journalctl runs: log plain lines until one is read
+    probes = 0
+    while not s.value("logmetrics_log_lines_total", level="INFO"):
+        log([b"probe"])
+        probes += 1
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and not s.value("logmetrics_log_lines_total", level="INFO"):
+            time.sleep(0.05)
+    read = s.value("logmetrics_records_read_total")
+    assert read is not None and read <= probes
+    log(records[:20])
+    s.wait_value("logmetrics_records_read_total", read + 20)
+    journalctl = subprocess.run(["pgrep", "-P", str(s.proc.pid), "journalctl"], capture_output=True, text=True)
+    os.kill(int(journalctl.stdout.split()[0]), signal.SIGKILL)
+    s.wait_value("logmetrics_journalctl_restarts_total", 1)
+    log(records[20:30])
+    s.wait_value("logmetrics_records_read_total", read + 30)
+    assert s.stop() == 0
+    log(records[30:40])  # while stopped
+    s2 = Serve(tmp_path, *args, port=s.port)
+    procs.append(s2)
+    s2.ready().wait_value("logmetrics_records_read_total", read + 40)
+    s2.proc.kill()
+    s2.proc.wait()
+    log(records[40:60])
+    s3 = Serve(tmp_path, *args, port=s.port)
+    procs.append(s3)
+    s3.ready().wait_value("logmetrics_records_read_total", read + 60)
+    assert litellm_only(s3.metrics()) == litellm_only(replay_text(records, tmp_path))
+    assert s3.value("logmetrics_journalctl_restarts_total") == 1  # counters continue
+    assert s3.stop() == 0
+
+
 def test_unusable_state_file_is_moved_aside_and_counting_starts_over(tmp_path: Path, procs: list[Serve]) -> None:
     log = tmp_path / "requests.log"
     log.write_bytes(b"".join(x + b"\n" for x in RECORDS))
@@ -496,6 +568,7 @@ def _analyze() -> list[str]:
     return [exe]
 
 
+@pytest.mark.real
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
     """`systemd-analyze --user verify` without a user manager: a private XDG_RUNTIME_DIR, and a
     HOME whose ~/.local/bin/logmetrics exists (verify checks ExecStart). Unknown or misspelt
@@ -523,3 +596,91 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     assert "restart specifier" in done.stderr and "Unknown key 'NoNewPrivilege'" in done.stderr
     exe.unlink()
     assert "is not executable" in verify(UNIT).stderr
+
+
+class FakeSource:
+    """A source the test drives: yields the batches put in its queue, or raises."""
+
+    kind = "file"
+    key = "file:/fake"
+
+    def __init__(self, batches: list[Batch | BaseException], pending: bool = False) -> None:
+        self.batches, self.is_pending = batches, pending
+        self.stop = threading.Event()
+        self.n = 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        for b in self.batches:
+            if isinstance(b, BaseException):
+                raise b
+            self.n += 1
+            yield b
+        self.stop.wait()
+
+    def checkpoint(self) -> state.SourceState:
+        return state.SourceState("file", positions={"version": 1, "pattern": "/fake", "files": [], "n": self.n})
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        return {"/fake": {"bytes_read": self.n, "rotations": 0, "truncations": 0}}
+
+    def lag_bytes(self) -> dict[str, int]:
+        return {"/fake": 0}
+
+    def pending(self, checkpoint: state.SourceState) -> bool:
+        return self.is_pending
+
+    def wake(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+def service(tmp_path: Path, source: FakeSource, **kw: Any) -> Service:
+    store = state.Store(tmp_path / "state")
+    store.open()
+    agg = Aggregator()
+    return Service(agg, Ingest(agg, Parser()), store, None, [source], listen="127.0.0.1:0", **kw)
+
+
+def test_healthz_reports_a_stalled_source(tmp_path: Path) -> None:
+    src = FakeSource([], pending=True)
+    svc = service(tmp_path, src, stall_seconds=0.05)
+    assert svc.health() == (True, "ok\n")
+    svc.runs[0].progress -= 1.0
+    ok, text = svc.health()
+    assert not ok and text.startswith("file:/fake: lines are waiting but none was read for ")
+    src.is_pending = False
+    assert svc.health()[0]
+    svc.http.close()
+
+
+def test_a_failing_source_ends_serve_with_its_error_after_saving(tmp_path: Path) -> None:
+    src = FakeSource([Batch("/fake", RECORDS[:3]), SourceError("journalctl failed (exit 1): no such unit")])
+    svc = service(tmp_path, src)
+    with pytest.raises(SourceError, match="file:/fake: journalctl failed"):
+        svc.run()
+    doc = state.decode((tmp_path / "state" / "state.json").read_bytes())
+    assert doc.metrics.records == 3 and doc.sources["file:/fake"].positions["n"] == 1  # type: ignore[index]
+
+
+def test_state_write_failures_are_counted_and_retried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = FakeSource([Batch("/fake", RECORDS[:2])])
+    svc = service(tmp_path, src)
+    blocker = tmp_path / "state" / ".state.json.tmp"
+    blocker.mkdir()  # the temporary file cannot be created
+    thread = threading.Thread(target=svc._consume, args=(svc.runs[0],), daemon=True)
+    thread.start()
+    wait_for("the batch", lambda: svc.agg.records == 2)
+    body, _ = svc.scrape("")  # answers even though the state cannot be written
+    got = samples(body.decode())
+    assert got[("logmetrics_state_write_failures_total", frozenset())] == 1
+    assert got[("logmetrics_records_read_total", frozenset())] == 2
+    assert [r.getMessage() for r in caplog.records if "cannot write the state file" in r.getMessage()]
+    blocker.rmdir()
+    svc.persist()
+    doc = state.decode((tmp_path / "state" / "state.json").read_bytes())
+    assert doc.metrics.records == 2 and doc.counters == {"state_writes": 1, "state_write_failures": 1}
+    src.close()
+    thread.join()
+    svc.http.close()
