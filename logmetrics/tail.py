@@ -88,9 +88,10 @@ def decode(parser: Parser, line: bytes) -> Shown | None:
 # -- reading history ------------------------------------------------------------------------
 
 
-def read_back(path: str, end: int | None, max_line: int) -> Iterator[bytes | None]:
-    """Lines of `path` that end at or before byte `end` (default: its size), newest first, read
-    backwards in blocks. None stands for a line longer than `max_line` (never held whole)."""
+def read_back(path: str, end: int | None, max_line: int) -> Iterator[tuple[int, bytes | None]]:
+    """(offset, line) of the lines of `path` that end at or before byte `end` (default: its size),
+    newest first, read backwards in blocks. A line longer than `max_line` is None (never held
+    whole); `offset` is where the line starts."""
     with open(path, "rb") as f:
         pos = os.fstat(f.fileno()).st_size if end is None else end
         carry = b""
@@ -99,25 +100,56 @@ def read_back(path: str, end: int | None, max_line: int) -> Iterator[bytes | Non
             size = min(BLOCK, pos)
             pos -= size
             chunk = os.pread(f.fileno(), size, pos)
-            parts = (chunk if dropping else chunk + carry).split(b"\n")
+            buf = chunk if dropping else chunk + carry
+            parts = buf.split(b"\n")
             if len(parts) == 1:
                 carry = b"" if dropping else parts[0]
                 if len(carry) > max_line:
                     dropping, carry = True, b""
                 continue
+            stop = pos + len(buf)  # where the line being yielded ends
             if dropping:
-                parts.pop()
+                stop -= len(parts.pop()) + 1
                 dropping = False
-                yield None
+                yield stop + 1, None
             for line in reversed(parts[1:]):
-                yield None if len(line) > max_line else line.removesuffix(b"\r")
+                stop -= len(line)
+                yield stop, None if len(line) > max_line else line.removesuffix(b"\r")
+                stop -= 1
             carry = parts[0]
             if len(carry) > max_line:
                 dropping, carry = True, b""
         if dropping:
-            yield None
+            yield 0, None
         elif carry:
-            yield carry.removesuffix(b"\r")
+            yield 0, carry.removesuffix(b"\r")
+
+
+def read_range(path: str, start: int, end: int | None, max_line: int) -> Iterator[bytes | None]:
+    """The lines of `path` from byte `start` (a line start) to `end` (default: its size), oldest
+    first. A line longer than `max_line` is None (never held whole)."""
+    with open(path, "rb") as f:
+        stop = os.fstat(f.fileno()).st_size if end is None else end
+        pos, rest, dropping = start, b"", False
+        while pos < stop:
+            chunk = os.pread(f.fileno(), min(16 * BLOCK, stop - pos), pos)
+            if not chunk:
+                break
+            pos += len(chunk)
+            parts = (rest + chunk).split(b"\n")
+            rest = parts.pop()
+            for line in parts:
+                if dropping:
+                    dropping = False
+                    yield None
+                else:
+                    yield None if len(line) > max_line else line.removesuffix(b"\r")
+            if len(rest) > max_line:
+                dropping, rest = True, b""
+        if dropping:
+            yield None
+        elif rest:
+            yield rest.removesuffix(b"\r")
 
 
 def _plain(path: str) -> bool:
@@ -144,7 +176,7 @@ def last_shown(files: list[str], n: int, select: Select, parser: Parser, max_lin
         end = live_end if i == len(files) - 1 else None
         got: list[Shown] = []
         if _plain(path):
-            for line in read_back(path, end, max_line):
+            for _, line in read_back(path, end, max_line):
                 r = _TOO_LONG if line is None else decode(parser, line)
                 if r is not None and select(r):
                     got.append(r)
@@ -156,6 +188,47 @@ def last_shown(files: list[str], n: int, select: Select, parser: Parser, max_lin
         chunks.append(got)
         need -= len(got)
     return [r for chunk in reversed(chunks) for r in chunk]
+
+
+SINCE_SLACK = 300.0  # seconds records may be out of time order in a file (they are written as requests end)
+
+
+def every(files: list[str], parser: Parser, max_line: int, since: float | None = None,
+          live_end: int | None = None) -> Iterator[Shown]:
+    """Every result of `files` in reading order, the last one up to `live_end`. With `since`, the
+    newest plain files are first scanned backwards for a record older than `since` (less
+    SINCE_SLACK), and reading starts there rather than at the start of the oldest file."""
+    first, offset = 0, 0
+    if since is not None:
+        for i in range(len(files) - 1, -1, -1):
+            found = _older_than(files[i], live_end if i == len(files) - 1 else None, since - SINCE_SLACK,
+                                parser, max_line)
+            if found is not None:
+                first, offset = i, found
+                break
+    for i in range(first, len(files)):
+        path = files[i]
+        if not _plain(path):
+            yield from forward([path], parser, max_line)
+            continue
+        end = live_end if i == len(files) - 1 else None
+        for line in read_range(path, offset if i == first else 0, end, max_line):
+            r = _TOO_LONG if line is None else decode(parser, line)
+            if r is not None:
+                yield r
+
+
+def _older_than(path: str, end: int | None, when: float, parser: Parser, max_line: int) -> int | None:
+    """Where to start reading `path` to see every record at or after `when`: at the newest record
+    older than that; 0 if the file cannot be scanned; None if none is older (read the file whole,
+    and look in the one before)."""
+    if not _plain(path):
+        return 0
+    for offset, line in read_back(path, end, max_line):
+        r = None if line is None else parser.parse(line)
+        if isinstance(r, (RequestEvent, LogEvent)) and r.time is not None and r.time < when:
+            return offset  # that record is read again, and left out by --since
+    return None
 
 
 def forward(files: list[str], parser: Parser, max_line: int) -> Iterator[Shown]:
@@ -345,25 +418,27 @@ def plan(paths: list[str], journal: str | None, user: bool, n: int | None, follo
         return _plan_journal(journal, user, n, follow, select, parser, max_line, journal_dir)
     files = expand(paths or ["-"])
     live = files[-1]
+    since = select.filters.since
     if follow and live == "-":
         return Plan(forward(files[:-1], parser, max_line), False, _stdin(max_line), source="stdin")
     if not follow or not _plain(live):
         if n is None:
-            return Plan(forward(files, parser, max_line), False)
+            return Plan(every(files, parser, max_line, since), False)
         return Plan(last_shown(files, n, select, parser, max_line), True)
     if len({f for f in files if _plain(f) and rotation_key(f)[0] != rotation_key(live)[0]}) > 0:
         raise UsageError("tail follows one log file: give one file (with its rotated archives), "
                          "or add --no-follow to read several")
-    follower = FileFollower(live, from_end=n is not None, max_line_bytes=max_line)
+    # the follower starts at the end; history is read up to exactly where it starts
+    follower = FileFollower(live, from_end=True, max_line_bytes=max_line)
     batches = ((b.lines, b.skipped_too_long) for b in follower)
 
     def lag() -> int | None:
         return sum(follower.lag_bytes().values())
 
-    if n is None:
-        return Plan(forward(files[:-1], parser, max_line), False, batches, lag, live)
     offsets = [int(e["offset"]) for e in follower.positions()["files"] if e["current"]]
     end = offsets[0] if offsets else 0
+    if n is None:
+        return Plan(every(files, parser, max_line, since, live_end=end), False, batches, lag, live)
     return Plan(last_shown(files, n, select, parser, max_line, live_end=end), True, batches, lag, live)
 
 

@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 from logmetrics.aggregate import Aggregator
 from logmetrics.cli import app
 from logmetrics.parse import Parser
-from logmetrics.tail import format_event, read_back
+from logmetrics.tail import format_event, read_back, read_range
 from logmetrics.view import LIVE_COLUMNS, LineWriter, TableFooter, live_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,6 +236,42 @@ def test_last_n_reads_only_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert sum(read) < 1 << 20
 
 
+def test_since_with_all_starts_near_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-n all --since reads backwards to the first record before --since, then forwards from there."""
+    lines = REQUESTS.read_bytes().splitlines(keepends=True)
+    big = tmp_path / "big.log"
+    old = json.loads(lines[0])
+    old["time"] -= 3600
+    filler = json.dumps(old).encode() + b"\n"
+    with open(big, "wb") as f:
+        for _ in range(40_000_000 // len(filler)):
+            f.write(filler)  # an hour older, again and again
+        f.write(b"".join(lines))
+    read: list[int] = []
+    real = os.pread
+
+    def counting(fd: int, n: int, off: int) -> bytes:
+        read.append(n)
+        return real(fd, n, off)
+
+    monkeypatch.setattr(os, "pread", counting)
+    for since, want in ((SRC[0]["time"], 31), (SRC[20]["time"], 11)):
+        read.clear()
+        got = run("-n", "all", "--since", iso(since), str(big))
+        assert len(got) == sum(1 for s in SRC if s["time"] >= since) == want
+        assert sum(read) < 1 << 20
+
+
+@pytest.mark.parametrize("cut", [0, 5, 12, 30])
+def test_since_across_rotated_files(tmp_path: Path, cut: int) -> None:
+    lines = REQUESTS.read_bytes().splitlines(keepends=True)
+    (tmp_path / "r.log.1").write_bytes(b"".join(lines[:cut]))
+    (tmp_path / "r.log").write_bytes(b"".join(lines[cut:]))
+    for since in (SRC[0]["time"], SRC[10]["time"], SRC[25]["time"], SRC[-1]["time"] + 1):
+        got = run("-n", "all", "--since", iso(since), str(tmp_path / "r.log.1"), str(tmp_path / "r.log"))
+        assert len(got) == sum(1 for s in SRC if s["time"] >= since), (cut, since)
+
+
 LINE_CASES = [
     ("plain", b"a\nbb\nccc\n"),
     ("no-final-newline", b"a\nbb\nccc"),
@@ -256,8 +292,11 @@ def test_read_back_matches_forward_split(tmp_path: Path, name: str, data: bytes)
     if parts and parts[-1] == b"":
         parts.pop()
     want = [None if len(p) > limit else p.removesuffix(b"\r") for p in parts]
-    got = list(read_back(str(path), None, limit))
-    assert [g for g in reversed(got) if g != b""] == [w for w in want if w != b""]
+    back = list(read_back(str(path), None, limit))
+    assert [g for _, g in reversed(back) if g != b""] == [w for w in want if w != b""]
+    assert all(line is None or data[off:off + len(line)] == line for off, line in back)
+    assert all(off == 0 or data[off - 1:off] == b"\n" for off, _ in back)  # offsets are line starts
+    assert [g for g in read_range(str(path), 0, None, limit) if g != b""] == [w for w in want if w != b""]
 
 
 def test_read_back_random(tmp_path: Path) -> None:
@@ -270,8 +309,11 @@ def test_read_back_random(tmp_path: Path) -> None:
         want = [None if len(p) > 100_000 else p for p in data.split(b"\n")]
         if want and want[-1] == b"":
             want.pop()
-        got = list(reversed(list(read_back(str(path), None, 100_000))))
-        assert [g for g in got if g != b""] == [w for w in want if w != b""], i
+        back = list(read_back(str(path), None, 100_000))
+        assert [g for _, g in reversed(back) if g != b""] == [w for w in want if w != b""], i
+        for off, _ in back[:: max(1, len(back) // 3)]:  # reading forwards from any line start
+            ahead = [g for o, g in reversed(back) if o >= off and g != b""]
+            assert [g for g in read_range(str(path), off, None, 100_000) if g != b""] == ahead, (i, off)
 
 
 # -- skipped lines ------------------------------------------------------------------------------
