@@ -17,14 +17,16 @@ from typing import Annotated, NoReturn
 import msgspec
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from logmetrics import __version__
 from logmetrics.aggregate import Aggregator
 from logmetrics.errors import LogmetricsError, UsageError
-from logmetrics.export import OpenMetricsBackfill, exposition
+from logmetrics.export import OpenMetricsBackfill, write_exposition
 from logmetrics.parse import DEFAULT_MAX_LINE_BYTES, InvalidTime, Parser, epoch
 from logmetrics.pipeline import Filters, Ingest, replay
 from logmetrics.serve import serve_cmd, state_app
+from logmetrics.sources.archive import ReadStats
 from logmetrics.tail import tail_cmd
 from logmetrics.view import skipped_line, skipped_summary, summary_rows, summary_table
 
@@ -96,6 +98,37 @@ END_USER_HELP = (
 )
 
 
+class ReplayProgress:
+    """A transient progress bar on stderr (only when it is a terminal) for replays that last more
+    than `after` seconds: records read, MB/s, and an ETA when the input size is known."""
+
+    def __init__(self, console: Console, agg: Aggregator, after: float = 1.0) -> None:
+        self.console, self.agg, self.after = console, agg, after
+        self.started = time.monotonic()
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> ReplayProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, stats: ReadStats, total: int) -> None:
+        if self.bar is None:
+            if time.monotonic() - self.started < self.after:
+                return
+            self.bar = Progress(
+                TextColumn("replay"), BarColumn(), TextColumn("{task.fields[records]:>12,} records"),
+                TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
+            )
+            self.task = self.bar.add_task("replay", total=total or None, records=0)
+            self.bar.start()
+        assert self.task is not None
+        self.bar.update(self.task, completed=stats.bytes_read, records=self.agg.records)
+
+
 @app.command("replay")
 def replay_cmd(
     paths: Annotated[list[str], typer.Argument(
@@ -141,10 +174,11 @@ def replay_cmd(
             out = stack.enter_context(_create(openmetrics_out))
             backfill = OpenMetricsBackfill(out, parse_step(step))
         ingest = Ingest(agg, Parser(max_line_bytes=max_line, end_user_label=end_user), filters, backfill)
-        stats = replay(paths, ingest)
+        progress = stack.enter_context(ReplayProgress(err, agg)) if err.is_terminal else None
+        stats = replay(paths, ingest, progress)
     if metrics_out is not None:
         with _create(metrics_out) as f:
-            f.write(exposition(agg))
+            write_exposition(agg, f)
     if json_out:
         doc = {"models": summary_rows(agg), "records": agg.records, "skipped": skipped_summary(agg),
                "files": stats.files, "bytes": stats.bytes_read}
