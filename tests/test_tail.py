@@ -372,6 +372,19 @@ def test_line_colours_and_no_color() -> None:
     assert "\x1b[3" not in LineWriter(no_color).render(format_event(failure))
 
 
+def test_log_lines_are_dimmed_whole() -> None:
+    parser = Parser()
+    access = parser.parse(STDOUT_LOG.read_bytes().splitlines()[-5])
+    assert access is not None
+    plain = render(format_event(access))
+    assert plain.endswith(" INFO  uvicorn.access GET /metrics/ 200")
+    console = Console(file=io.StringIO(), width=100, color_system="256", force_terminal=True)
+    coloured = LineWriter(console).render(format_event(access))
+    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == plain
+    codes = [params.split(";") for params in re.findall(r"\x1b\[([0-9;]*)m", coloured) if params != "0"]
+    assert codes and all("2" in params for params in codes)  # every styled segment is dim
+
+
 def test_control_characters_in_labels_never_reach_the_terminal(tmp_path: Path) -> None:
     line = json.loads(REQUESTS.read_text().splitlines()[0])
     line["payload"]["model_group"] = "evil\x1b[2J\x07model"
