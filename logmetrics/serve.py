@@ -14,6 +14,7 @@ once /metrics answers, WATCHDOG=1 pings while no source is stuck.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import select
@@ -69,6 +70,8 @@ class FileSource:
     def __init__(self, pattern: str, saved: state.SourceState | None, *, poll: bool, max_line: int) -> None:
         pattern = os.path.abspath(pattern)
         self.key = f"file:{pattern}"
+        if not glob.has_magic(pattern) and not os.path.exists(pattern):
+            log.warning("%s does not exist yet: it is followed once it appears", pattern)
         positions = saved.positions if saved is not None else None
         self.follower = FileFollower(pattern, positions=positions, max_line_bytes=max_line, poll=poll)
 
@@ -511,8 +514,8 @@ def serve_cmd(
         old = saved.sources if saved is not None else {}
         sources: list[Source] = []
         if journal:
-            src = JournalSource(journal, None, user=user, directory=journal_dir)
-            sources.append(JournalSource(journal, old.get(src.key), user=user, directory=journal_dir))
+            key = JournalFollower(journal, user=user).source
+            sources.append(JournalSource(journal, old.get(key), user=user, directory=journal_dir))
         elif paths == [STDIN]:
             sources.append(StdinSource(max_line))
         else:

@@ -84,8 +84,11 @@ class _Header(msgspec.Struct):
 _ENCODER = msgspec.json.Encoder()
 
 
+astuple = msgspec.structs.astuple
+
+
 def _labels(lab: Labels | None) -> LabelTuple | None:
-    return None if lab is None else list(msgspec.structs.astuple(lab))
+    return None if lab is None else list(astuple(lab))
 
 
 def _unlabels(values: LabelTuple | None) -> Labels | None:
@@ -97,26 +100,19 @@ def _unlabels(values: LabelTuple | None) -> Labels | None:
 
 
 def dump_aggregator(agg: Aggregator) -> AggregatorData:
-    acc = []
-    for sig, slots in agg.acc.items():
-        copied: list[Slot] = [
-            Histogram(list(v.counts), v.sum) if isinstance(v, Histogram) else v  # type: ignore[misc]
-            for v in slots
-        ]
-        acc.append((sig.kind.value, _labels(sig.labels) or [], _labels(sig.deployment),
-                    _labels(sig.proxy), sig.zero_cost_reason, copied))
+    """`agg`'s data, sharing its lists: encode it before `agg` changes again."""
+    acc = [(sig.kind.value, list(astuple(sig.labels)), _labels(sig.deployment), _labels(sig.proxy),
+            sig.zero_cost_reason, slots)
+           for sig, slots in agg.acc.items()]
     return AggregatorData(
-        acc=acc,
+        acc=acc,  # type: ignore[arg-type]
         state=[(list(k), v) for k, v in agg.state.items()],
         records=agg.records,
         skipped={r.value: n for r, n in agg.skipped.items()},
         access_lines=[(route, status, n) for (route, status), n in agg.access_lines.items()],
-        log_lines=dict(agg.log_lines),
-        series_dropped=dict(agg.series_dropped),
-        models={k: ModelStats(m.requests, m.failures, m.prompt_tokens, m.completion_tokens, m.spend,
-                              dict(m.latency), dict(m.ttft),
-                              {s: list(v) for s, v in m.per_second.items()})
-                for k, m in agg.models.items()},
+        log_lines=agg.log_lines,
+        series_dropped=agg.series_dropped,
+        models=agg.models,
         newest_time=agg.newest_time,
         oldest_time=agg.oldest_time,
     )
