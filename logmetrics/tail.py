@@ -1,7 +1,8 @@
 """`logmetrics tail`: records as they arrive, one readable line each, JSON, or a live table.
 
 Two phases, in order: the last N shown records (read backwards from the end of the file in
-blocks, so a 2 GB file costs a few reads; `-n all` reads forwards), then following with the
+blocks, so a 2 GB file costs a few reads; `-n all` reads forwards, from near the end with
+`--since`), then following with the
 same followers `serve` uses (`FileFollower` across rotations and truncations, `JournalFollower`
 with cursors). The follower is opened first and history ends exactly where it starts, so no
 line is shown twice or lost between the two.
