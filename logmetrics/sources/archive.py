@@ -154,9 +154,12 @@ def _split(f: Readable, stats: ReadStats, max_line_bytes: int, fd: int | None = 
     dropping = False  # inside a line that is already too long
     pos = 0
     seek_data = _SEEK_DATA if fd is not None else None
+    # read1: what one step gives (gzip: one decompressed block; a pipe: what is there), so a
+    # stream that breaks mid-way (a truncated .gz) keeps every line before the break
+    read = getattr(f, "read1", f.read)
     while True:
         if fd is None:
-            chunk = f.read(_CHUNK)
+            chunk = read(_CHUNK)
         else:
             if seek_data is not None:
                 try:
