@@ -353,3 +353,97 @@ def _cleanup_model_dirs() -> Any:
     yield
     for d in _TMP:
         shutil.rmtree(d, ignore_errors=True)
+
+
+# -- the stateful model at serve level ------------------------------------------------------------
+
+
+class ServeModel(RuleBasedStateMachine):
+    """`logmetrics serve` (a real process) against a model: writes, rotations, copytruncate,
+    SIGTERM and kill -9 restarts, scrapes. Each scrape's logmetrics_records_read_total never goes
+    down and, once caught up, equals the records written: nothing lost or counted twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import tempfile
+
+        from test_serve import Serve, free_port
+
+        self._serve_cls = Serve
+        self.tmp = Path(tempfile.mkdtemp(prefix="lm-serve-model-"))
+        self.log = self.tmp / "requests.log"
+        self.log.touch()
+        self.port = free_port()
+        self.written = 0
+        self.k = 0
+        self.last_seen = 0.0
+        self.serve: Any = self._start()
+
+    def _start(self) -> Any:
+        s = self._serve_cls(self.tmp, str(self.log), port=self.port)
+        return s.ready()
+
+    def _records(self, n: int) -> bytes:
+        out = b"".join(b'{"model":"m%d","provider":"p","latency_ms":%d,"level":"INFO"}\n' % (i % 7, i)
+                       for i in range(self.written, self.written + n))
+        self.written += n
+        return out
+
+    def _value(self) -> float:
+        v = self.serve.value("logmetrics_records_read_total")
+        assert v is not None and v >= self.last_seen, f"records_read went down: {self.last_seen} -> {v}"
+        self.last_seen = v
+        return float(v)
+
+    @rule(n=st.integers(1, 200))
+    def write(self, n: int) -> None:
+        append(self.log, self._records(n))
+
+    @rule()
+    def rotate(self) -> None:
+        self.k += 1
+        os.rename(self.log, self.tmp / f"requests.log.{self.k}")
+        append(self.log, self._records(3))
+
+    @rule()
+    def copytruncate(self) -> None:
+        self.k += 1
+        shutil.copyfile(self.log, self.tmp / f"requests.log.{self.k}")
+        os.truncate(self.log, 0)
+
+    @rule()
+    def scrape(self) -> None:
+        assert self._value() <= self.written
+
+    @rule()
+    def scrape_caught_up(self) -> None:
+        from test_serve import wait_for
+
+        wait_for(f"records_read == {self.written}", lambda: self._value() == self.written)
+
+    @rule(kill=st.booleans())
+    def restart(self, kill: bool) -> None:
+        if kill:
+            self.serve.proc.kill()
+            self.serve.proc.wait()
+        else:
+            assert self.serve.stop() == 0
+        self.serve = self._start()
+
+    def teardown(self) -> None:
+        try:
+            self.scrape_caught_up()
+            assert self.serve.stop() == 0
+            assert "Traceback" not in self.serve.stderr()
+        finally:
+            if self.serve.proc.poll() is None:
+                self.serve.proc.kill()
+                self.serve.proc.wait()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+ServeModel.TestCase.settings = settings(
+    max_examples=NIGHTLY_EXAMPLES // 1000 if NIGHTLY else 1, stateful_step_count=12 if NIGHTLY else 8,
+    deadline=None,
+)
+TestServeModel = ServeModel.TestCase
