@@ -180,12 +180,18 @@ class RecordWriter:
 # Guarded access to LiteLLM internals (present in 1.109.1; each falls back when absent).
 
 
+_imported: dict[tuple[str, str], Any] = {}
+
+
 def _import(module: str, name: str) -> Any:
-    try:
-        mod = __import__(module, fromlist=[name])
-        return getattr(mod, name)
-    except Exception:  # noqa: BLE001
-        return None
+    """`module.name`, or None when this LiteLLM version lacks it (looked up once)."""
+    key = (module, name)
+    if key not in _imported:
+        try:
+            _imported[key] = getattr(__import__(module, fromlist=[name]), name)
+        except Exception:  # noqa: BLE001
+            _imported[key] = None
+    return _imported[key]
 
 
 _prometheus_shim: Any = None
@@ -627,13 +633,11 @@ class LogmetricsLogger(_Base):  # type: ignore[misc,valid-type,unused-ignore]
         try:
             record = build()
             line = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str) + "\n"
-            data = line.encode("utf-8", "replace")
+            self.writer.write_line(line.encode("utf-8", "replace"))  # never raises
         except Exception as e:  # noqa: BLE001 - never raise into LiteLLM
             self.encode_errors += 1
             if self.encode_errors == 1:
                 _log.error("logmetrics: cannot build a request record: %s: %s", type(e).__name__, e)
-            return
-        self.writer.write_line(data)
 
     def _record(self, hook: str, payload: Any, facts: dict[str, Any], labels: Any) -> dict[str, Any]:
         return {

@@ -38,7 +38,8 @@ def req(
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     h = {"Content-Type": "application/json", "User-Agent": UA, "X-Canary-Header": "CANARY-HEADER-91bd"}
-    h["Authorization"] = "Bearer " + (key or KEY)
+    if key != "":
+        h["Authorization"] = "Bearer " + (key or KEY)
     h.update(headers or {})
     data = json.dumps(body).encode()
     r = urllib.request.Request(BASE + path, data=data, headers=h, method="POST")
@@ -116,6 +117,8 @@ def main() -> int:
     results = [send(x) for x in warmup]
     # an unknown virtual key (no database): a 400 from the proxy, labelled with the key's sha256
     results.append(req(chat("gpt-4o-mini")[0], 400, key="sk-CANARY-UNKNOWN-KEY-5c21"))
+    # no credentials at all: a 401, counted by LiteLLM's hook with hashed_api_key "None"
+    results.append(req(chat("gpt-4o-mini")[0], 401, key=""))
     # label values with quotes and backslashes: LiteLLM escapes them inside the value, then again on output
     odd = {"User-Agent": 'my "batch" runner\\win/0.9'}
     results.append(req(chat("gemini-flash")[0], 200, headers=odd))
