@@ -173,6 +173,34 @@ def test_copytruncate_of_unread_lines_after_a_truncation(tmp_path: Path) -> None
     assert got == lines("a", 1) + lines("n", 1) + lines("b", 1)
 
 
+@pytest.mark.xfail(strict=True, reason="sources/file.py:_resume_one/_find: the checkpoint of an emptied, deleted "
+                   "file (fp_len 0, offset 0) matches any file by content, so the new file is read again "
+                   "from 0 (reported)")
+def test_restart_after_an_emptied_file_was_deleted(tmp_path: Path) -> None:
+    """Found by the model below: r.log read, truncated (the follower notices: offset 0), deleted,
+    a new r.log written, restart: the new file's lines come twice."""
+    p = tmp_path / "r.log"
+    write_lines(p, lines("a", 1))
+    r = Runner(str(p))
+    r.sync(1)
+    shutil.copyfile(p, tmp_path / "r.log.1")
+    ino = p.stat().st_ino
+    os.truncate(p, 0)
+    r.follower.wake()
+    deadline = time.monotonic() + 10
+    while not any(f["ino"] == ino and f["offset"] == 0 for f in r.follower.positions()["files"]):
+        assert time.monotonic() < deadline, "the follower never noticed the truncation"
+        time.sleep(0.01)  # polling the follower's checkpoint, bounded by the deadline
+    os.unlink(p)
+    write_lines(p, lines("b", 1))
+    append(p, b'{"half')
+    got = r.finish()
+    saved = json.loads(json.dumps(r.follower.positions()))
+    append(p, b'":1}\n')
+    got += Runner(str(p), positions=saved).finish()
+    assert got == lines("a", 1) + lines("b", 1) + [b'{"half":1}']
+
+
 # -- the stateful model -----------------------------------------------------------------------------
 
 
@@ -278,9 +306,10 @@ class FollowerModel(RuleBasedStateMachine):
             os.truncate(self.path, 0)
             self._new_incarnation()
 
-    @precondition(lambda self: self.runner is not None)
+    @precondition(lambda self: self.runner is not None and self.incarnation_lines > 0)
     @rule()
     def delete_after_sync(self) -> None:
+        """Not of an emptied file: see test_restart_after_an_emptied_file_was_deleted (xfail)."""
         self._sync()
         if self.path.exists():
             self.path.unlink()
