@@ -505,9 +505,11 @@ def test_state_show_reset_and_one_serve_per_state_dir(
 ) -> None:
     log = tmp_path / "requests.log"
     log.write_bytes(b"".join(x + b"\n" for x in RECORDS[:5]))
-    s = Serve(tmp_path, str(log))
+    s = Serve(tmp_path, str(log), "--poll")  # stat() polling instead of inotify
     procs.append(s)
     s.ready().wait_value("logmetrics_records_read_total", 5)
+    append(log, RECORDS[5] + b"\n")
+    s.wait_value("logmetrics_records_read_total", 6)
     busy = (f"logmetrics: another logmetrics serve is using --state-dir {s.state_dir}; "
             "stop it or give another --state-dir\n")
     assert cli(monkeypatch, capsys, "serve", str(log), "--state-dir", str(s.state_dir)) == (1, "", busy)
@@ -516,9 +518,9 @@ def test_state_show_reset_and_one_serve_per_state_dir(
     code, out, err = cli(monkeypatch, capsys, "state", "show", "--state-dir", str(s.state_dir))
     assert code == 0, err
     assert f"source file:{log}" in out and f"{log}: offset {log.stat().st_size}" in out
-    assert "records 5, series " in out
+    assert "records 6, series " in out
     code, out, err = cli(monkeypatch, capsys, "state", "show", "--json", "--state-dir", str(s.state_dir))
-    assert code == 0 and json.loads(out)["records"] == 5
+    assert code == 0 and json.loads(out)["records"] == 6
     assert cli(monkeypatch, capsys, "state", "reset", "--state-dir", str(s.state_dir))[0] == 0
     assert not (s.state_dir / "state.json").exists()
     code, out, err = cli(monkeypatch, capsys, "state", "show", "--state-dir", str(s.state_dir))
