@@ -176,6 +176,10 @@ class Aggregator:
             self.records += 1
             self._log(result)
 
+    def drop_caches(self) -> None:
+        """Forget the hot loop's cache (it refills as events come): frees memory for a final render."""
+        self._slots.clear()
+
     def skip(self, reason: SkipReason, n: int = 1) -> None:
         self.skipped[reason] += n
 

@@ -6,18 +6,22 @@ stdout is data (tables, JSON, exposition); stderr is for people. Exit codes: 0 s
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import msgspec
 import typer
+import typer.main
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from typer.core import TyperGroup
 
 from logmetrics import __version__
 from logmetrics.aggregate import Aggregator
@@ -25,12 +29,48 @@ from logmetrics.errors import LogmetricsError, UsageError
 from logmetrics.export import OpenMetricsBackfill, write_exposition
 from logmetrics.parse import DEFAULT_MAX_LINE_BYTES, InvalidTime, Parser, epoch
 from logmetrics.pipeline import Filters, Ingest, replay
-from logmetrics.serve import serve_cmd, state_app
 from logmetrics.sources.archive import ReadStats
-from logmetrics.tail import tail_cmd
 from logmetrics.view import skipped_line, skipped_summary, summary_rows, summary_table
 
+
+def _lazy_command(module: str, attr: str, name: str) -> Callable[[], Any]:
+    """A command whose module is imported only when the command runs or help lists it."""
+
+    def load() -> Any:  # a click Command (typer's own click, vendored or not)
+        obj = getattr(importlib.import_module(module), attr)
+        holder = typer.Typer(add_completion=False)
+        holder.callback()(lambda: None)  # a group, whatever it holds: its command is taken out
+        if isinstance(obj, typer.Typer):
+            holder.add_typer(obj, name=name)
+        else:
+            holder.command(name)(obj)
+        return typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
+
+    return load
+
+
+# `serve` and `tail` pull in the HTTP server, prometheus_client and the followers: a quarter of a
+# second and ~10 MB that `replay` does not need (see bench/README.md)
+_LAZY: dict[str, Callable[[], Any]] = {
+    "serve": _lazy_command("logmetrics.serve", "serve_cmd", "serve"),
+    "tail": _lazy_command("logmetrics.tail", "tail_cmd", "tail"),
+    "state": _lazy_command("logmetrics.serve", "state_app", "state"),
+}
+
+
+class _LazyGroup(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        return names + [n for n in _LAZY if n not in names]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in _LAZY and cmd_name not in self.commands:
+            self.add_command(_LAZY[cmd_name](), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
 app = typer.Typer(
+    cls=_LazyGroup,
     name="logmetrics",
     help="Turn LiteLLM proxy request logs into Prometheus metrics (LiteLLM's own names and labels) "
     "and terminal views.",
@@ -203,9 +243,6 @@ def litellm_callback_cmd() -> None:
     sys.stdout.buffer.write(Path(litellm_callback.__file__).read_bytes())
 
 
-app.command("serve")(serve_cmd)
-app.command("tail")(tail_cmd)
-app.add_typer(state_app, name="state")
 
 
 def _create(path: Path):  # type: ignore[no-untyped-def]

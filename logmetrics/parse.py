@@ -32,6 +32,7 @@ from logmetrics.events import (
 )
 from logmetrics.records import LINE_DECODER, Facts, Line
 from logmetrics.slp import InvalidDuration, event_from_hook, event_from_payload
+from logmetrics.slp import drop_caches as drop_slp_caches
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 RECORD_VERSIONS = frozenset({1})
@@ -105,6 +106,12 @@ class Parser:
     )
     # "YYYY-MM-DDTHH:MM:SS" (naive) -> epoch seconds: compact records' times, one parse a second
     _seconds: dict[str, float] = field(default_factory=dict, repr=False)
+
+    def drop_caches(self) -> None:
+        """Forget the label sets and times cached for the hot loop (they refill as lines come)."""
+        self._compact.clear()
+        self._seconds.clear()
+        drop_slp_caches()
 
     def parse(self, line: bytes, *, envelope_time: float | None = None) -> ParseResult | None:
         """One line (without its newline). None for a blank line, which is not a record."""

@@ -123,6 +123,8 @@ def replay(paths: list[str], ingest: Ingest, progress: Progress | None = None) -
             progress(stats, total)
     ingest.agg.skip(SkipReason.TOO_LONG, stats.too_long)
     ingest.agg.skip(SkipReason.UNREADABLE, stats.unreadable)
+    ingest.parser.drop_caches()  # everything is read: leave the memory to the exposition
+    ingest.agg.drop_caches()
     if ingest.backfill is not None:
         ingest.backfill.close(ingest.agg)
     return stats

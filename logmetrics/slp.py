@@ -15,6 +15,7 @@ exact; from a bare payload it is the closest approximation the payload allows:
 from __future__ import annotations
 
 import math
+import sys
 from datetime import datetime, timedelta, timezone
 
 import msgspec
@@ -103,9 +104,18 @@ def _service_tier(p: Payload) -> str | None:
 
 
 # label values -> (Labels, the same with status_code "200"): one object per distinct label set,
-# so the aggregator hashes each once (Labels caches its hash) and compares by identity
+# so the aggregator hashes each once (Labels caches its hash) and compares by identity. Their
+# values are interned: 10k label sets share a few hundred distinct strings (memory stays flat).
 _LABELS: dict[tuple[str | None, ...], tuple[Labels, Labels]] = {}
-_MAX_CACHED_LABELS = 16_384
+_MAX_CACHED_LABELS = 2_048
+
+
+def drop_caches() -> None:
+    _LABELS.clear()
+
+
+def _intern(value: str | None) -> str | None:
+    return None if value is None else sys.intern(value)
 
 
 def _labels(p: Payload, md: Metadata, f: Facts, end_user_label: bool, model: str | None) -> tuple[Labels, Labels]:
@@ -119,32 +129,19 @@ def _labels(p: Payload, md: Metadata, f: Facts, end_user_label: bool, model: str
     )
     cached = _LABELS.get(key)
     if cached is None:
+        interned = tuple(map(_intern, key))
+        (end_user, key_hash, key_alias, group, team, team_alias, user, email, org, org_alias, model, model_id,
+         api_base, provider, tier, route, client_ip, user_agent) = interned
         labels = Labels(
-            end_user=end_user,
-            hashed_api_key=md.user_api_key_hash,
-            api_key_alias=md.user_api_key_alias,
-            requested_model=p.model_group,
-            model_group=p.model_group,
-            team=md.user_api_key_team_id,
-            team_alias=md.user_api_key_team_alias,
-            user=md.user_api_key_user_id,
-            user_email=md.user_api_key_user_email,
-            org_id=md.user_api_key_org_id,
-            org_alias=md.user_api_key_org_alias,
-            model=model,
-            litellm_model_name=model,
-            model_id=p.model_id,
-            api_base=p.api_base,
-            api_provider=p.custom_llm_provider,
-            service_tier=key[14],
-            route=md.user_api_key_request_route,
-            client_ip=md.requester_ip_address,
-            user_agent=md.user_agent,
+            end_user=end_user, hashed_api_key=key_hash, api_key_alias=key_alias, requested_model=group,
+            model_group=group, team=team, team_alias=team_alias, user=user, user_email=email, org_id=org,
+            org_alias=org_alias, model=model, litellm_model_name=model, model_id=model_id, api_base=api_base,
+            api_provider=provider, service_tier=tier, route=route, client_ip=client_ip, user_agent=user_agent,
         )
         cached = (labels, msgspec.structs.replace(labels, status_code="200"))
         if len(_LABELS) >= _MAX_CACHED_LABELS:
             _LABELS.clear()
-        _LABELS[key] = cached
+        _LABELS[interned] = cached
     return cached
 
 

@@ -97,7 +97,7 @@ def family_header(name: str, mtype: str, doc: str) -> str:
     return f"# HELP {name} {_help(doc)}\n# TYPE {name} {mtype}\n"
 
 
-def render_series(series: Series, chunk_lines: int = 4096) -> Iterator[str]:
+def render_series(series: Series, chunk_lines: int = 512) -> Iterator[str]:
     """One LiteLLM family: its header, then its samples, in pieces of about `chunk_lines` lines."""
     f = series.family
     if f.type == "histogram":
