@@ -383,9 +383,10 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(tmp_path: Path, proc
         scraper.join()
     assert core(text) == core(replay_text(lines, tmp_path))
     assert final.value("logmetrics_records_skipped_total", reason="too_long") == (len(lines) > 2222)
-    # rotations made while serve was down are not counted (the follower resumes without counting)
+    # not exact: a rotation made while serve was down, or seen and not yet saved when it was
+    # killed, is not counted (the follower resumes without counting it)
     assert writer.rotations >= 3
-    assert 1 <= final.value("logmetrics_rotations_total", source=str(log)) <= writer.rotations  # type: ignore[operator]
+    assert final.value("logmetrics_rotations_total", source=str(log)) <= writer.rotations  # type: ignore[operator]
     assert scraper.decreases == []
     assert scraper.scrapes >= 5
     assert final.stop() == 0
