@@ -45,6 +45,8 @@ _PLAIN_LEVEL = re.compile(r"\b(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
 _NAIVE_SECOND = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", re.ASCII)
 _LEVEL_NAMES = frozenset(LEVELS)  # already canonical: level_name() returns them unchanged
 _FAILED = frozenset({"ERROR", "CRITICAL"})
+# ".fff" -> the microsecond / 1e6 that datetime.timestamp() adds for it
+_MILLIS = {f"{ms:03d}": ms * 1000 / 1e6 for ms in range(1000)}
 
 _NOT_JSON = Skip(SkipReason.NOT_JSON)
 _INVALID_UTF8 = Skip(SkipReason.INVALID_UTF8)
@@ -210,8 +212,8 @@ class Parser:
         compact records write) parsed once a second: datetime.timestamp() of a naive time is the
         local second as a whole number plus microsecond / 1e6, which is what this adds."""
         if isinstance(timestamp, str) and len(timestamp) == 23 and timestamp[19] == ".":
-            millis = timestamp[20:]
-            if millis.isdecimal() and millis.isascii():
+            fraction = _MILLIS.get(timestamp[20:])
+            if fraction is not None:
                 second = timestamp[:19]
                 base = self._seconds.get(second)
                 if base is None and _NAIVE_SECOND.fullmatch(second):
@@ -221,7 +223,7 @@ class Parser:
                             self._seconds.clear()
                         self._seconds[second] = base
                 if base is not None:
-                    return base + int(millis) * 1000 / 1e6
+                    return base + fraction
         return epoch(timestamp)
 
     def _journald(self, rec: Line) -> ParseResult | None:

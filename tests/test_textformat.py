@@ -14,7 +14,7 @@ from logmetrics.aggregate import Aggregator, Histogram, Series
 from logmetrics.events import EventKind, Labels, RequestEvent
 from logmetrics.export import exposition, registry_for, text_chunks
 from logmetrics.families import FAMILIES
-from logmetrics.textformat import go_float, render_metric
+from logmetrics.textformat import go_float, number, render_metric
 
 _TEXT = st.text(alphabet=string.printable + "é€\u2028%{}", max_size=12)
 _NUMBER = st.one_of(
@@ -24,11 +24,12 @@ _NUMBER = st.one_of(
 )
 
 
-@given(st.floats(allow_nan=True, allow_infinity=True))
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**20), 10**20)))
 def test_go_float(value: float) -> None:
     from prometheus_client.utils import floatToGoString
 
     assert go_float(value) == floatToGoString(value)
+    assert number(value) == floatToGoString(value)
 
 
 def _event(values: list[str | None], latency: float, tokens: int, failed: bool) -> RequestEvent:
