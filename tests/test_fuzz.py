@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from conftest import NIGHTLY, NIGHTLY_EXAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -124,7 +125,8 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
     return obj
 
 
-RAW_NUMBERS = [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999", b"9" * 400, b"-0", b"1e-400", b"0x10", b"01"]
+# b"9" * 300: beyond int64, still a float; 309+ digits crash exposition (pinned below, reported)
+RAW_NUMBERS = [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999", b"9" * 300, b"-0", b"1e-400", b"0x10", b"01"]
 BAD_BYTES = [b"\xff", b"\xc3(", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x00", b"\xe2\x82", b"\\", b'"', b"\\u", b"{"]
 _NUMBER = re.compile(rb"(?<=[:\[,] )-?\d+(\.\d+)?([eE][-+]?\d+)?|(?<=[:\[,])-?\d+(\.\d+)?([eE][-+]?\d+)?")
 
@@ -249,6 +251,15 @@ TOKENS = [
 ]
 LINES_PER_EXAMPLE = 1000
 _DIGITS = re.compile(rb"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_LONG_DIGITS = re.compile(rb"\d{301,}")
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def without_known_bugs(line: bytes) -> bytes:
+    """Inputs that reach exposition steer clear of the two reported bugs pinned by strict xfails
+    (test_huge_token_count_..., test_lone_surrogate_...): integers of 301+ digits are cut to 300,
+    JSON surrogate escapes become \\u0041. Remove when they are fixed."""
+    return _SURROGATE.sub(rb"\\u0041", _LONG_DIGITS.sub(lambda m: m.group()[:300], line))
 
 
 def mutate_bytes(rnd: random.Random, line: bytes) -> bytes:
@@ -277,7 +288,7 @@ def mutate_bytes(rnd: random.Random, line: bytes) -> bytes:
         elif op == 6 and rnd.randrange(4) == 0:
             inner: Any = list(b) if rnd.randrange(2) else bytes(b).decode("utf-8", "replace")
             b = bytearray(encode({"MESSAGE": inner, "__REALTIME_TIMESTAMP": str(rnd.randrange(10**17))}))
-    return bytes(b)
+    return without_known_bugs(bytes(b))
 
 
 @budget(4, 1000)
@@ -301,6 +312,33 @@ def test_deep_nesting_is_a_skip(depth_k: int) -> None:
         assert isinstance(PARSER.parse(opener * n + b"1" + closer * n), (Skip, type(None), RequestEvent, LogEvent))
 
 
+@pytest.mark.xfail(strict=True, raises=OverflowError, reason="a token count over 1.8e308 (an integer of 309+ "
+                   "digits) is decoded as a Python int and breaks exposition (float + int OverflowError in "
+                   "aggregate._merge): one such record makes every later /metrics answer 500 (reported; "
+                   "records.py could bound the int fields, LiteLLM's own Counter.inc would refuse the event)")
+@pytest.mark.parametrize("shape", ["payload", "compact"])
+def test_huge_token_count_does_not_break_exposition(shape: str) -> None:
+    huge = "9" * 400
+    if shape == "payload":
+        line = (b'{"status":"success","call_type":"acompletion","model":"m","model_group":"g","startTime":1.0,'
+                b'"endTime":2.0,"prompt_tokens":%s,"metadata":{"user_api_key_hash":"h"}}' % huge.encode())
+    else:
+        line = b'{"model":"m","latency_ms":5,"tokens":{"prompt":%s}}' % huge.encode()
+    agg = Aggregator()
+    agg.add(PARSER.parse(line))
+    assert list(text_string_to_metric_families(exposition(agg).decode()))
+
+
+@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError, reason="an access line whose route holds a lone surrogate "
+                   "(JSON \\ud800, valid JSON text) breaks exposition's UTF-8 encoding (export.py text_chunks; "
+                   "the route label of logmetrics_http_access_lines): every later /metrics answers 500 (reported)")
+def test_lone_surrogate_in_a_label_does_not_break_exposition() -> None:
+    line = b'{"message":"127.0.0.1:1 - \\"GET /v1\\ud800/models HTTP/1.1\\" 200","level":"INFO"}'
+    agg = Aggregator()
+    agg.add(PARSER.parse(line))
+    assert list(text_string_to_metric_families(exposition(agg).decode()))
+
+
 def test_compact_cache_stays_bounded() -> None:
     parser = Parser()
     for i in range(10_000):
@@ -314,7 +352,7 @@ def test_pipeline_exposition_is_always_valid(lines: list[bytes], max_series: int
     """Whatever is parsed, aggregation and exposition never raise, and the text parses back."""
     agg = Aggregator(max_series=max_series)
     for line in lines:
-        agg.add(PARSER.parse(line))
+        agg.add(PARSER.parse(without_known_bugs(line)))
     text = exposition(agg).decode()
     families = list(text_string_to_metric_families(text))
     assert any(f.name.startswith("logmetrics_") for f in families)
