@@ -79,6 +79,24 @@ def logmetrics(*args: str, timeout: float = 60.0, stdin: int | None = None, pass
         return Run(proc.returncode, out.read(), err.read(), usage.ru_maxrss / 1024, seconds)
 
 
+def inproc(capfd: pytest.CaptureFixture[bytes], *args: str) -> Run:
+    """`logmetrics ARGS` in this process (no interpreter start-up): for cases that need no RSS figure."""
+    from logmetrics.cli import main
+
+    saved = sys.argv
+    sys.argv = ["logmetrics", *args]
+    start = time.monotonic()
+    try:
+        main()
+        rc = 0
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else 1
+    finally:
+        sys.argv = saved
+    out, err = capfd.readouterr()
+    return Run(rc, out, err, 0.0, time.monotonic() - start)
+
+
 @pytest.fixture(scope="module")
 def baseline_rss() -> float:
     with tempfile.TemporaryDirectory() as d:
@@ -112,10 +130,10 @@ def test_100mb_line_is_skipped_without_holding_it(tmp_path: Path, baseline_rss: 
     assert r.maxrss_mb < baseline_rss + 40, (r.maxrss_mb, baseline_rss)
 
 
-def test_line_limit_is_an_option(tmp_path: Path) -> None:
+def test_line_limit_is_an_option(tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]) -> None:
     p = tmp_path / "r.log"
     p.write_bytes(GOOD + b"\n" + b"y" * 5000 + b"\n")
-    r = logmetrics("replay", str(p), "--json", "--max-line-bytes", "1000")
+    r = inproc(capfdbinary, "replay", str(p), "--json", "--max-line-bytes", "1000")
     assert r.json()["skipped"] == {"too_long": 1} and r.json()["records"] == 1
 
 
@@ -146,12 +164,12 @@ def test_record_after_a_hole_is_counted(tmp_path: Path) -> None:
     assert r.seconds < 30
 
 
-def test_written_nul_run_ends_a_line(tmp_path: Path) -> None:
+def test_written_nul_run_ends_a_line(tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]) -> None:
     """Zeros really written (a crash can leave them): a NUL run ends a line, no line grows with it."""
     p = tmp_path / "r.log"
     with open(p, "wb") as f:
         f.write(GOOD + b"\n" + b"\0" * (8 * MB) + GOOD + b"\n" + b"\0\0" + GOOD)
-    r = logmetrics("replay", str(p), "--json")
+    r = inproc(capfdbinary, "replay", str(p), "--json")
     assert r.json()["records"] == 3 and r.json()["skipped"] == {}
 
 
@@ -198,7 +216,7 @@ def test_process_substitution_with_gzip(tmp_path: Path) -> None:
     assert r.json()["records"] == 300
 
 
-def test_gzip_on_stdin(tmp_path: Path) -> None:
+def test_gzip_on_stdin(tmp_path: Path) -> None:  # a real stdin: a child process
     p = tmp_path / "in.gz"
     p.write_bytes(gzip.compress(b"".join(GOOD + b"\n" for _ in range(7))))
     with open(p, "rb") as f:
@@ -264,14 +282,15 @@ NOT_FILES = [
 
 
 @pytest.mark.parametrize(("name", "make", "needle"), NOT_FILES, ids=[n[0] for n in NOT_FILES])
-def test_not_a_log_file_is_a_usage_error(tmp_path: Path, name: str, make: object, needle: bytes) -> None:
+def test_not_a_log_file_is_a_usage_error(tmp_path: Path, name: str, make: object, needle: bytes,
+                                         capfdbinary: pytest.CaptureFixture[bytes]) -> None:
     path = make(tmp_path)  # type: ignore[operator]
-    r = logmetrics("replay", path, "--json", timeout=20)
+    r = inproc(capfdbinary, "replay", path, "--json")
     assert r.rc == 2 and needle in r.stderr, r.stderr
     assert r.stderr.count(b"\n") == 1 and b"Traceback" not in r.stderr and r.stdout == b""
 
 
-def test_directory_reads_its_regular_files_only(tmp_path: Path) -> None:
+def test_directory_reads_its_regular_files_only(tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]) -> None:
     d = tmp_path / "logs"
     d.mkdir()
     (d / "a.log").write_bytes(GOOD + b"\n")
@@ -279,7 +298,7 @@ def test_directory_reads_its_regular_files_only(tmp_path: Path) -> None:
     (d / "sub" / "b.log").write_bytes(GOOD + b"\n")
     os.mkfifo(d / "pipe")
     os.symlink("/dev/zero", d / "zero")
-    r = logmetrics("replay", str(d), "--json", timeout=20)
+    r = inproc(capfdbinary, "replay", str(d), "--json")
     assert r.rc == 0 and r.json()["records"] == 1 and r.json()["files"] == 1
 
 
