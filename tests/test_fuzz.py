@@ -527,3 +527,44 @@ def test_replay_splitter_memory_is_bounded(megabytes: int, seed: int) -> None:
         tracemalloc.stop()
     assert stats.too_long == 1
     assert peak < limit + 3 * len(piece), peak
+
+
+def _envelope_line(i: int, pad: int, cursor: bool) -> bytes:
+    body = b'"MESSAGE":"' + b"m" * pad + b'"'
+    return b"{" + (b'"__CURSOR":"s=a;i=%d",' % i if cursor else b"") + body + b"}"
+
+
+@budget(200)
+@given(st.lists(st.tuples(st.integers(0, 60), st.booleans()), max_size=30), sizes, st.integers(20, 70),
+       st.booleans())
+def test_journald_splitter_matches_reference(
+    spec: list[tuple[int, bool]], chunk_sizes: list[int], limit: int, unterminated: bool
+) -> None:
+    """journald's splitter: complete lines as bytes.split gives them, over-long ones counted, and the
+    cursor reported is the one of the last complete line that has one (dropped lines included)."""
+    from logmetrics.sources.journald import _LineSplitter
+
+    stream_lines = [_envelope_line(i, pad, cursor) for i, (pad, cursor) in enumerate(spec)]
+    data = b"".join(x + b"\n" for x in stream_lines) + (b'{"__CURSOR":"s=a;i=999"' if unterminated else b"")
+    splitter = _LineSplitter(max_len=limit)
+    got: list[bytes] = []
+    skipped = 0
+    last_cursor: str | None = None
+    pos, i = 0, 0
+    while pos < len(data):
+        n = chunk_sizes[i % len(chunk_sizes)]
+        i += 1
+        out, k, cursor = splitter.feed(data[pos : pos + n])
+        pos += n
+        got += out
+        skipped += k
+        last_cursor = cursor if cursor is not None else last_cursor
+    assert got == [x for x in stream_lines if len(x) <= limit]
+    assert skipped == sum(len(x) > limit for x in stream_lines)
+    with_cursor = [i for i, (_, c) in enumerate(spec) if c]
+    want = f"s=a;i={with_cursor[-1]}" if with_cursor else None
+    if with_cursor and with_cursor[-1] != len(spec) - 1:
+        want_ok = {want, None} | {f"s=a;i={j}" for j in with_cursor}  # a line without cursor came last
+        assert last_cursor in want_ok
+    else:
+        assert last_cursor == want
