@@ -41,6 +41,7 @@ _LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL", "EXCEPTION": "ERROR"}
 # syslog PRIORITY -> level, for plain-text journald lines that name no level themselves
 _PRIORITY_LEVELS = ("CRITICAL", "CRITICAL", "CRITICAL", "ERROR", "WARNING", "INFO", "INFO", "DEBUG")
 _ACCESS = re.compile(r'"([A-Z]+) (/[^ "?]*)[^ "]* HTTP/[0-9.]+" (\d{3})')
+_SURROGATE = re.compile("[\ud800-\udfff]")  # lone ones only: json.loads joins pairs
 _PLAIN_LEVEL = re.compile(r"\b(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
 _NAIVE_SECOND = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", re.ASCII)
 _LEVEL_NAMES = frozenset(LEVELS)  # already canonical: level_name() returns them unchanged
@@ -125,6 +126,11 @@ class Parser:
             first = line.lstrip()[:1]
             if first != b"{":
                 return self._slow(line) if first in b'["-0123456789' else _NOT_JSON
+        if b"\\ud" in line or b"\\uD" in line:  # a surrogate escape (rare): mend lone ones first
+            mended = _mend_surrogates(line)
+            if mended is None:
+                return self._slow(line)
+            line = mended
         try:
             rec = LINE_DECODER.decode(line)
         except msgspec.ValidationError:
@@ -278,6 +284,26 @@ class Parser:
             except (InvalidTime, ValueError, OverflowError, OSError):
                 return _INVALID_TIME
         return _INVALID_FIELD
+
+
+def _mend_surrogates(line: bytes) -> bytes | None:
+    """The line with every lone UTF-16 surrogate (valid JSON, `\\ud800`, but not encodable as
+    UTF-8: it would break the exposition) replaced by U+FFFD; pairs are kept. None if not JSON."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return msgspec.json.encode(_mend(obj))
+
+
+def _mend(obj: object) -> object:
+    if isinstance(obj, str):
+        return obj if obj.isascii() else _SURROGATE.sub("\ufffd", obj)
+    if isinstance(obj, dict):
+        return {_mend(k): _mend(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_mend(v) for v in obj]
+    return obj
 
 
 def _numbers(obj: object, depth: int = 0) -> list[float]:

@@ -11,17 +11,22 @@ name the skip reason.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 Time = str | float | None  # ISO text or epoch number
+# A token count: a non-negative integer that a float still holds exactly (bigger is not a count:
+# the record is skipped as invalid_field instead of overflowing the exposition).
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 
 
 class TokenDetails(msgspec.Struct, gc=False):
-    cached_tokens: int | float | None = None
-    cache_write_tokens: int | float | None = None
-    cache_creation_tokens: int | float | None = None
-    audio_tokens: int | float | None = None
-    reasoning_tokens: int | float | None = None
+    cached_tokens: Count | float | None = None
+    cache_write_tokens: Count | float | None = None
+    cache_creation_tokens: Count | float | None = None
+    audio_tokens: Count | float | None = None
+    reasoning_tokens: Count | float | None = None
 
 
 class Usage(msgspec.Struct, gc=False):
@@ -75,9 +80,9 @@ class Payload(msgspec.Struct, gc=False):
     completionStartTime: float | None = None
     stream: bool | None = None
     cache_hit: bool | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
+    prompt_tokens: Count | None = None
+    completion_tokens: Count | None = None
+    total_tokens: Count | None = None
     response_cost: float | None = None
     end_user: str | None = None
     metadata: Metadata | None = None
@@ -116,9 +121,9 @@ class Facts(msgspec.Struct, gc=False):
 
 
 class CompactTokens(msgspec.Struct, gc=False):
-    prompt: int | None = None
-    completion: int | None = None
-    total: int | None = None
+    prompt: Count | None = None
+    completion: Count | None = None
+    total: Count | None = None
 
 
 class Line(Payload, gc=False):
