@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -618,6 +619,57 @@ def test_glob_follows_every_match_and_new_ones(tmp_path: Path) -> None:
     got = r.finish()
     assert sorted(got) == sorted(lines("a", 3) + lines("b", 4) + lines("c", 2) + lines("a2", 1))
     assert r.sources == {str(tmp_path / f"{x}.log") for x in "abc"}
+
+
+def _drain_all(f: FileFollower, *, expire: bool) -> list[bytes]:
+    """One pass of the follower's loop, by hand: scan, read every file, and (expire=True) act as if
+    rotate_wait had passed, then scan again and read what that opened."""
+    got: list[bytes] = []
+    for _ in range(2):
+        f._scan()
+        for t in f._order():
+            got += [x for b in f._drain(t) for x in b.lines]
+        if expire:
+            f._expire(time.monotonic() + f.rotate_wait + 1)
+    return got
+
+
+def test_glob_rename_to_a_matching_name_while_stopped_is_not_read_again(tmp_path: Path) -> None:
+    """requests.log renamed (serve stopped) to requests-000001.log, which the glob also matches:
+    the file is known by identity and goes on from its offset under the new name, also after
+    rotate_wait; it is never reopened as a new file."""
+    p = tmp_path / "requests.log"
+    write_lines(p, lines("a", 1) + lines("b", 1))
+    pattern = str(tmp_path / "requests*.log")
+    f = FileFollower(pattern, stop=threading.Event(), rotate_wait=0.01)
+    assert _drain_all(f, expire=False) == lines("a", 1) + lines("b", 1)
+    saved = json.loads(json.dumps(f.positions()))
+    f.close_files()
+    os.rename(p, tmp_path / "requests-000001.log")
+    write_lines(tmp_path / "requests-000001.log", lines("a2", 1))  # the writer's last line, after the rename
+    write_lines(p, lines("c", 1))
+    f2 = FileFollower(pattern, positions=saved, stop=threading.Event(), rotate_wait=0.01)
+    got = _drain_all(f2, expire=True)
+    got += _drain_all(f2, expire=True)
+    assert sorted(got) == sorted(lines("a2", 1) + lines("c", 1))
+    assert {t.path for t in f2._tails.values()} == {str(p), str(tmp_path / "requests-000001.log")}
+    f2.close_files()
+
+
+def test_a_closed_file_seen_again_goes_on_from_its_offset(tmp_path: Path) -> None:
+    """A file closed after rotate_wait (renamed to a name the glob does not match), then renamed
+    back to a matching name: read on from where it was, not from its start."""
+    p = tmp_path / "requests.log"
+    write_lines(p, lines("a", 2))
+    f = FileFollower(str(tmp_path / "requests*.log"), stop=threading.Event(), rotate_wait=0.01)
+    assert _drain_all(f, expire=False) == lines("a", 2)
+    os.rename(p, tmp_path / "requests.log.1")
+    assert _drain_all(f, expire=True) == []
+    assert f._tails == {}  # closed and forgotten
+    write_lines(tmp_path / "requests.log.1", lines("b", 1))
+    os.rename(tmp_path / "requests.log.1", tmp_path / "requests-000001.log")
+    assert _drain_all(f, expire=False) == lines("b", 1)
+    f.close_files()
 
 
 def test_glob_directory_created_later(tmp_path: Path) -> None:

@@ -148,8 +148,6 @@ def test_replay_truncated_gzip_keeps_what_was_read(tmp_path: Path) -> None:
     assert stats.unreadable == 1 and 0 < len(got) < 2000 and got == lines("a", len(got))
 
 
-@pytest.mark.xfail(strict=True, reason="sources/file.py:877 (_truncated): no copy is looked for when the "
-                   "offset is 0, and _drain sees no truncation when nothing was read before it (reported)")
 def test_copytruncate_of_unread_lines_after_a_truncation(tmp_path: Path) -> None:
     """Found by the model below: r.log truncated and noticed (offset 0), then a line written and
     copytruncated before the follower read it: that line is only in r.log.1 and is lost."""
@@ -173,9 +171,6 @@ def test_copytruncate_of_unread_lines_after_a_truncation(tmp_path: Path) -> None
     assert got == lines("a", 1) + lines("n", 1) + lines("b", 1)
 
 
-@pytest.mark.xfail(strict=True, reason="sources/file.py:_resume_one/_find: the checkpoint of an emptied, deleted "
-                   "file (fp_len 0, offset 0) matches any file by content, so the new file is read again "
-                   "from 0 (reported)")
 def test_restart_after_an_emptied_file_was_deleted(tmp_path: Path) -> None:
     """Found by the model below: r.log read, truncated (the follower notices: offset 0), deleted,
     a new r.log written, restart: the new file's lines come twice."""
@@ -309,7 +304,7 @@ class FollowerModel(RuleBasedStateMachine):
     @precondition(lambda self: self.runner is not None and self.incarnation_lines > 0)
     @rule()
     def delete_after_sync(self) -> None:
-        """Not of an emptied file: see test_restart_after_an_emptied_file_was_deleted (xfail)."""
+        """Not of an emptied file (test_restart_after_an_emptied_file_was_deleted covers that)."""
         self._sync()
         if self.path.exists():
             self.path.unlink()

@@ -56,6 +56,9 @@ _TURN_BYTES = 64 << 20  # read at most this much of one file before looking at t
 _STOP_CHECK = 0.25  # seconds between looks at `stop` while idle
 
 
+_COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\xfd7zXZ")  # gzip, zstd, bzip2, xz
+
+
 def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -97,6 +100,7 @@ class _Tail:
     current: bool = True  # the name still holds this file
     idle_since: float = 0.0
     predecessor: _Tail | None = None  # the file this one replaced at the same name
+    zero_at: int = 0  # mtime (ns) of a truncation noticed, while nothing was read since
 
     @property
     def read_pos(self) -> int:
@@ -427,7 +431,10 @@ class FileFollower:
         self._failing: set[str] = set()
         self._warned: set[str] = set()
         self._last_scan = 0.0
-        self._closed: dict[tuple[int, int], str] = {}  # recently closed files: ident -> fingerprint
+        # recently closed files: ident -> (fp, fp_len, offset, ctail, skipping), so a file seen
+        # again (under any name) goes on where it was, never read again as new
+        self._closed: dict[tuple[int, int], tuple[str, int, int, bytes, bool]] = {}
+        self._claimed: set[tuple[int, int]] = set()  # idents of the checkpoint's files (restart)
         if not self._magic:
             self._check_path()
             self._stats(pattern)
@@ -563,8 +570,10 @@ class FileFollower:
                 if t is None:
                     continue
                 ident = (t.dev, t.ino)
-            elif t.path != name and self._magic:
-                t.path = name
+            elif self._magic and (t.path != name or not t.current):
+                # renamed (maybe while stopped) to another name the glob matches: still followed,
+                # from where it was, never read again as new
+                t.path, t.current = name, True
             if ident == (st.st_dev, st.st_ino):
                 t.size = st.st_size
             seen[name] = ident
@@ -586,8 +595,7 @@ class FileFollower:
         except OSError:
             return
         ident = (st.st_dev, st.st_ino)
-        fp = _digest(_pread(fd, FP_LEN, 0))
-        if ident in self._tails or self._closed.get(ident) == fp:
+        if ident in self._tails or self._known_closed(ident, fd) is not None:
             os.close(fd)
             return
         t = self._add(src, dst, fd, st)
@@ -607,14 +615,30 @@ class FileFollower:
         if ident in self._tails:  # replaced between stat() and open(): same file after all
             os.close(fd)
             return self._tails[ident]
+        known = self._known_closed(ident, fd)
         prev = next((t for t in self._tails.values() if t.current and t.path == name), None)
         t = self._add(name, name, fd, st)
+        if known is not None:  # read before (and closed): go on where it was
+            self._seek(t, known[2], known[4])
+            return t
         t.predecessor = prev
         if from_end and st.st_size:
             window = _pread(fd, 1 << 20, max(0, st.st_size - (1 << 20)))
             nl = window.rfind(b"\n")
             self._seek(t, st.st_size - len(window) + nl + 1 if nl >= 0 else st.st_size)
         return t
+
+    def _known_closed(self, ident: tuple[int, int], fd: int) -> tuple[str, int, int, bytes, bool] | None:
+        """What we knew of a file closed earlier, if `fd` is that file still (same first bytes,
+        same bytes before the offset it was read to)."""
+        known = self._closed.get(ident)
+        if known is None:
+            return None
+        fp, fp_len, offset, ctail, _ = known
+        head = _pread(fd, fp_len, 0)
+        if len(head) != fp_len or _digest(head) != fp or _pread(fd, len(ctail), offset - len(ctail)) != ctail:
+            return None
+        return known
 
     def _open_failed(self, name: str, e: OSError) -> None:
         """Counted (and logged) once until the file opens: retried on every change and rescan."""
@@ -687,11 +711,20 @@ class FileFollower:
     def _resume(self, positions: dict[str, Any]) -> None:
         if positions.get("version") != POSITIONS_VERSION:
             raise SourceError(f"positions version {positions.get('version')!r} is not {POSITIONS_VERSION}")
-        for e in positions.get("files", []):
+        entries = positions.get("files", [])
+        # files checkpointed under their own identity are never taken for another one's copy
+        self._claimed = set()
+        for e in entries:
+            try:
+                self._claimed.add((int(e["dev"]), int(e["ino"])))
+            except (KeyError, TypeError, ValueError):
+                pass
+        for e in entries:
             try:
                 self._resume_one(e)
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("ignoring a malformed position entry: %s", exc)
+        self._claimed = set()
 
     def _resume_one(self, e: dict[str, Any]) -> None:
         source, path, d = str(e["source"]), str(e["path"]), str(e["dir"])
@@ -713,9 +746,11 @@ class FileFollower:
         rewritten = found is None and _ident(path) == want  # same inode, other first bytes
         if rewritten:
             self._stats(source).truncations += 1
-        copy = self._find(path, d, e, by_inode=False)
+        # of a file checkpointed empty (fp_len 0, offset 0) any file is a "copy": nothing to recover
+        empty = int(e["fp_len"]) == 0 and offset == 0
+        copy = None if empty else self._find(path, d, e, by_inode=False)
         if copy is None:
-            if found is None and not rewritten:
+            if found is None and not rewritten and not empty:
                 self._stats(source).lost_files += 1
                 log.warning(
                     "%s (inode %d) was not found again; lines written after the checkpoint are lost",
@@ -767,7 +802,11 @@ class FileFollower:
                 seq=0,
                 size=st.st_size,
             )
-            ok = (ident == want) if by_inode else (ident not in self._tails and self._verify(probe, e))
+            ok = (
+                (ident == want)
+                if by_inode
+                else (ident not in self._tails and ident not in self._claimed and self._verify(probe, e))
+            )
             if ok and by_inode:
                 head = _pread(fd, int(e["fp_len"]), 0)
                 ok = len(head) == int(e["fp_len"]) and _digest(head) == e["fp"]
@@ -799,7 +838,7 @@ class FileFollower:
     def _close(self, t: _Tail, forget: bool = True) -> None:
         if forget:
             self._tails.pop((t.dev, t.ino), None)
-            self._closed[(t.dev, t.ino)] = t.fp
+            self._closed[(t.dev, t.ino)] = (t.fp, t.fp_len, t.offset, t.ctail, t.skipping)
             while len(self._closed) > 1024:
                 del self._closed[next(iter(self._closed))]
         fd, t.fd = t.fd, -1
@@ -836,6 +875,9 @@ class FileFollower:
         rp = t.read_pos
         if st.st_size < rp or (window and _pread(t.fd, len(window), rp - len(window)) != window):
             yield from self._truncated(t)
+            t.zero_at = st.st_mtime_ns
+        elif t.zero_at and t.read_pos == 0:
+            yield from self._copies_at_zero(t)
         stats = self._stats(t.source)
         budget = _TURN_BYTES
         while budget > 0:
@@ -859,6 +901,8 @@ class FileFollower:
                 yield Batch(t.source, lines, skipped)
             if len(data) < self.read_size and t.read_pos == start + len(data):
                 break  # at the end (not cut short by max_batch_lines)
+        if t.read_pos:
+            t.zero_at = 0  # from now on a copytruncate changes the bytes before read_pos: seen above
         t.size = max(t.size, t.read_pos)
         t.seen = (st.st_size, st.st_mtime_ns) if t.read_pos >= st.st_size else (-1, -1)
 
@@ -884,6 +928,43 @@ class FileFollower:
             c = self._add(t.source, name, fd, st)
             c.current = False
             self._seek(c, offset, skipping)
+            yield from self._drain(c)
+
+    def _copies_at_zero(self, t: _Tail) -> Iterator[Batch]:
+        """`t` was truncated and nothing was read of it since: lines written then and copytruncated
+        before we read them are only in the copy, which no bytes before the offset can tell. A new
+        file next to it (same stem, written after the truncation, not one we know) is that copy:
+        read it from its start."""
+        stem = t.real_name.split(".")[0]
+        try:
+            entries = sorted(os.scandir(t.real_dir), key=lambda x: x.name)
+        except OSError:
+            return
+        for x in entries:
+            if not x.name.startswith(stem) or x.name == t.real_name:
+                continue
+            try:
+                st = x.stat()
+            except OSError:
+                continue
+            ident = (st.st_dev, st.st_ino)
+            if (
+                not stat.S_ISREG(st.st_mode)
+                or st.st_size == 0
+                or st.st_mtime_ns < t.zero_at  # same tick: coarse timestamps
+                or ident in self._tails
+                or ident == (t.dev, t.ino)
+            ):
+                continue
+            try:
+                fd, st = _open(x.path)
+            except OSError:
+                continue
+            if self._known_closed(ident, fd) is not None or _pread(fd, 6, 0).startswith(_COMPRESSED):
+                os.close(fd)
+                continue
+            c = self._add(t.source, x.path, fd, st)
+            c.current = False
             yield from self._drain(c)
 
     def _too_long(self, lines: list[bytes]) -> bool:
