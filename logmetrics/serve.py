@@ -34,7 +34,7 @@ from logmetrics import state, view, webconfig
 from logmetrics.aggregate import DEFAULT_MAX_SERIES, Aggregator
 from logmetrics.errors import LogmetricsError, SourceError, StateError, UsageError
 from logmetrics.events import SkipReason
-from logmetrics.export import registry_for
+from logmetrics.export import exposition, registry_for
 from logmetrics.http import DEFAULT_LISTEN, MetricsServer, ServeStats, render, serve_metrics
 from logmetrics.notify import Notifier
 from logmetrics.parse import DEFAULT_MAX_LINE_BYTES, Parser
@@ -322,7 +322,9 @@ class Service:
                 self.dirty = False
                 self._write(self._snapshot(counters))
             self._shown = counters
-            return render(self.registry, accept)
+            return render(
+                self.registry, accept, lambda: exposition(self.agg, serve_metrics(self._stats(counters)))
+            )
 
     def _stats(self, counters: list[dict[str, dict[str, int]]]) -> ServeStats:
         s = ServeStats(state_writes=self.writes, state_write_failures=self.write_failures)

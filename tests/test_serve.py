@@ -7,6 +7,7 @@ after leaving out the serve-only families and `_created` samples.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -347,6 +348,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(tmp_path: Path, proc
     logs.mkdir()
     log = logs / "requests.log"
     log.touch()
+    pattern = str(logs / "requests*.log")  # the rotated names match too: known by identity, never read twice
     port = free_port()
     scraper = Scraper(port)
     writer = Writer(log, tmp_path / "state" / "state.json", rotate_every=300, seed=rng.randrange(1 << 30))
@@ -355,7 +357,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(tmp_path: Path, proc
     try:
         kills = 0
         while kills < 10 or (writer.rotations < 3 and kills < 30):  # a loaded machine needs more lives
-            s = Serve(tmp_path, str(log), port=port)
+            s = Serve(tmp_path, pattern, port=port)
             procs.append(s)
             if rng.random() < 0.3:  # during start-up (loading the state, opening the files)
                 deadline = time.monotonic() + rng.uniform(0.0, 1.5)
@@ -371,7 +373,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(tmp_path: Path, proc
         writer.join()
         assert writer.error is None
         lines = writer.lines
-        final = Serve(tmp_path, str(log), port=port)
+        final = Serve(tmp_path, pattern, port=port)
         procs.append(final)
         final.ready().wait_value("logmetrics_records_read_total", sum(1 for x in lines if x in RECORDS))
         final.wait_value("logmetrics_lag_bytes", 0, source=str(log))
@@ -692,6 +694,46 @@ def test_state_write_failures_are_counted_and_retried(tmp_path: Path, caplog: py
     svc.persist()
     doc = state.decode((tmp_path / "state" / "state.json").read_bytes())
     assert doc.metrics.records == 2 and doc.counters == {"state_writes": 1, "state_write_failures": 1}
+    src.close()
+    thread.join()
+    svc.http.close()
+
+
+def test_text_scrape_is_the_fast_renderer_with_the_same_bytes_as_prometheus_client(tmp_path: Path) -> None:
+    """/metrics in text 0.0.4 comes from textformat.py (export.exposition + serve's families); it
+    is byte for byte what prometheus_client renders from the registry. OpenMetrics is still
+    prometheus_client's."""
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+    src = FakeSource([Batch("/fake", RECORDS[:40])])
+    svc = service(tmp_path, src)
+    thread = threading.Thread(target=svc._consume, args=(svc.runs[0],), daemon=True)
+    thread.start()
+    wait_for("the batch", lambda: svc.runs[0].checkpoint.positions["n"] == 1)  # type: ignore[index]
+    calls: list[str] = []
+    real = svc.registry.collect
+
+    def collect() -> Iterator[Any]:
+        calls.append("collect")
+        yield from real()
+
+    svc.registry.collect = collect  # type: ignore[method-assign]
+    stats = svc._stats
+    for accept in ("", "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"):
+        body, ctype = svc.scrape(accept)
+        assert ctype == "text/plain; version=0.0.4; charset=utf-8"
+        assert calls == []  # not rendered by prometheus_client
+        svc._stats = functools.partial(lambda frozen, counters: frozen, stats(svc._shown))  # type: ignore[method-assign]
+        body, _ = svc.scrape(accept)  # lag_seconds frozen: one value for both renderings
+        assert body == generate_latest(svc.registry)
+        calls.clear()
+        svc._stats = stats  # type: ignore[method-assign]
+    body, ctype = svc.scrape("application/openmetrics-text; version=1.0.0")
+    assert ctype.startswith("application/openmetrics-text") and calls
+    assert body.endswith(b"# EOF\n") and body.count(b"logmetrics_records_read_total %d.0" % svc.agg.records) == 1
+    om = generate_openmetrics(svc.registry)  # type: ignore[no-untyped-call]
+    assert body.split(b"logmetrics_records_read_total")[0] == om.split(b"logmetrics_records_read_total")[0]
     src.close()
     thread.join()
     svc.http.close()
