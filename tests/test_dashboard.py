@@ -8,8 +8,9 @@ only their labels; legends only use labels the query keeps.
 Real (marker `real`): a real Prometheus scrapes, from a stdlib stub whose counters grow with every
 scrape (standing in for `logmetrics serve`), either the real LiteLLM 1.109.1 exposition
 (fixtures/sample-logs/litellm-1.109.1/metrics-runA.txt) or what `logmetrics replay --metrics-out`
-makes of the same run's records, plus a block of logmetrics self-metrics; every panel's query,
-with Grafana's variables substituted, must return data from both.
+makes of the same run's records, plus a block of logmetrics self-metrics; and a real
+`logmetrics serve` following those records (appended to while the tests run). Every panel's query,
+with Grafana's variables substituted, must return data from all three.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import math
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from prom import (
     ExpositionServer,
     Prometheus,
     check_names,
+    exporter_process,
     grow_counters,
     prometheus_running,
     promql_names,
@@ -37,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "dashboards/logmetrics-litellm.json"
 SAMPLE = ROOT / "fixtures/sample-logs/litellm-1.109.1/metrics-runA.txt"
 RECORDS = ROOT / "fixtures/sample-logs/litellm-1.109.1/requests-runA.jsonl"  # the same run, as records
+PROXY_STDOUT = ROOT / "fixtures/sample-logs/litellm-1.109.1/proxy-stdout.log"  # the proxy's own JSON log lines
 
 # Grafana's variables as the real test substitutes them (1 s scrapes: 5 s windows hold 5 samples).
 SUBSTITUTIONS = {
@@ -236,18 +241,56 @@ def without_metrics(exposition: str, names: set[str]) -> str:
     return "\n".join(keep) + "\n"
 
 
-@pytest.fixture(scope="module", params=["litellm-1.109.1-metrics", "logmetrics-replay"])
+@pytest.fixture(scope="module", params=["litellm-1.109.1-metrics", "logmetrics-replay", "logmetrics-serve"])
 def prom(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Prometheus:  # type: ignore[misc]
     """A real Prometheus that has scraped job `logmetrics` 5 times, serving either LiteLLM's own
     /metrics from run A or `logmetrics replay --metrics-out` of the same run's records; both with
-    the self-metrics stub filling in what is not there (replay has no lag, bytes or rotations)."""
+    the self-metrics stub filling in what is not there (replay has no lag, bytes or rotations).
+    Or a real `logmetrics serve` following a file of run A's records, appended to again every
+    half second after the first scrapes (so rate() over 5 s has data while the tests run)."""
     tmp = tmp_path_factory.mktemp("prom")
+    if request.param == "logmetrics-serve":
+        yield from serve_scraped(tmp)
+        return
     base = SAMPLE.read_text() if request.param.startswith("litellm") else replay_exposition(tmp)
     exposition = base + without_metrics(SELF_METRICS_STUB, metric_names(base))
     with ExpositionServer(lambda n: grow_counters(exposition, n)) as stub:
         with prometheus_running(tmp, {"logmetrics": [stub.address]}) as p:
             p.wait_for_scrapes("logmetrics", 5)
             yield p
+
+
+def serve_scraped(tmp: Path) -> Iterator[Prometheus]:
+    """`serve` follows run A's records and the proxy's JSON stdout (access and log lines) in one
+    file; each append adds the run again and one request with an API key not seen before, which
+    --max-series 7 (run A's label sets) folds into overflow: logmetrics_series_dropped_total grows."""
+    log = tmp / "requests.log"
+    run = RECORDS.read_bytes() + PROXY_STDOUT.read_bytes()
+    first = RECORDS.read_bytes().split(b"\n", 1)[0]
+    unseen = first.replace(b'"user_api_key_hash":"litellm_proxy_master_key"', b'"user_api_key_hash":"unseen"', 1)
+    assert unseen != first
+    log.write_bytes(run)
+    argv = [sys.executable, "-m", "logmetrics", "serve", str(log), "--listen", "{listen}",
+            "--state-dir", str(tmp / "state"), "--max-series", "7", "--no-table"]  # fmt: skip
+    stop = threading.Event()
+
+    def append() -> None:
+        with log.open("ab") as f:
+            while not stop.wait(0.5):
+                f.write(run + unseen + b"\n")
+                f.flush()
+
+    writer = threading.Thread(target=append, daemon=True)
+    with exporter_process(argv, tmp / "serve") as address, prometheus_running(tmp, {"logmetrics": [address]}) as p:
+        p.wait_for_scrapes("logmetrics", 2)
+        writer.start()
+        try:
+            p.wait_for("sum(rate(litellm_proxy_total_requests_metric_total[5s])) > 0")
+            p.wait_for_scrapes("logmetrics", 5)
+            yield p
+        finally:
+            stop.set()
+            writer.join(5)
 
 
 @pytest.mark.real
