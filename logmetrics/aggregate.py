@@ -53,6 +53,9 @@ _FED_BY = {kind: tuple(f.name for f in FAMILIES if any(feed.kind is kind for fee
 OVERFLOW = "overflow"
 _OVERFLOW_LABELS = Labels(**dict.fromkeys(Labels.__struct_fields__, OVERFLOW))
 DEFAULT_MAX_SERIES = 10_000
+STATE_FAMILY = "litellm_deployment_state"
+ACCESS_FAMILY = "logmetrics_http_access_lines"
+_OVERFLOW_STATE: tuple[str | None, str | None, str | None, str | None] = (OVERFLOW, OVERFLOW, OVERFLOW, OVERFLOW)
 
 
 class Signature(msgspec.Struct, frozen=True, gc=False, cache_hash=True):
@@ -187,6 +190,9 @@ class Aggregator:
         self.log_lines[e.level] = self.log_lines.get(e.level, 0) + 1
         if e.route is not None and e.status is not None:
             key = (e.route, e.status)
+            if key not in self.access_lines and len(self.access_lines) >= self.max_series:
+                key = (OVERFLOW, e.status)  # URL paths are client-chosen: capped like the rest
+                self._dropped(ACCESS_FAMILY)
             self.access_lines[key] = self.access_lines.get(key, 0) + 1
         self._saw(e.time)
 
@@ -213,8 +219,11 @@ class Aggregator:
         s = e.state
         if s is not None:
             key = (s.litellm_model_name, s.model_id, s.api_base, s.api_provider)
-            self.state.pop(key, None)  # re-insert: the newest write is last, as LiteLLM shows it
-            self.state[key] = s.value
+            if self.state.pop(key, None) is None and len(self.state) >= self.max_series:
+                key = _OVERFLOW_STATE
+                self.state.pop(key, None)
+                self._dropped(STATE_FAMILY)
+            self.state[key] = s.value  # re-inserted: the newest write is last, as LiteLLM shows it
         if e.kind is EventKind.SUCCESS:
             self._success(e, acc)
         if stats is not None:
@@ -270,9 +279,12 @@ class Aggregator:
         if e.latency_per_output_token is not None:
             _observe(acc, _H_PER_TOKEN, e.latency_per_output_token)
 
+    def _dropped(self, family: str) -> None:
+        self.series_dropped[family] = self.series_dropped.get(family, 0) + 1
+
     def _overflow(self, sig: Signature) -> Signature:
         for name in _FED_BY[sig.kind]:
-            self.series_dropped[name] = self.series_dropped.get(name, 0) + 1
+            self._dropped(name)
         o = _OVERFLOW_LABELS
         return Signature(sig.kind, o, o if sig.deployment else None, o if sig.proxy else None,
                          OVERFLOW if sig.zero_cost_reason else None)

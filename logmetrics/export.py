@@ -15,10 +15,14 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING
 
-from logmetrics.aggregate import Aggregator, Histogram, Series
+from logmetrics.aggregate import ACCESS_FAMILY, Aggregator, Histogram, Series
 from logmetrics.events import SkipReason
+from logmetrics.families import FAMILIES
 from logmetrics.parse import LEVELS
 from logmetrics.textformat import PlainFamily, go_float, render
+
+# every family the cardinality cap can fold, pre-initialised at 0 in logmetrics_series_dropped_total
+_DROPPABLE = (*(f.name for f in FAMILIES), ACCESS_FAMILY)
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -65,7 +69,7 @@ def own_families(agg: Aggregator) -> list[PlainFamily]:
                     [((level,), float(agg.log_lines.get(level, 0))) for level in LEVELS]),
         PlainFamily("logmetrics_series_dropped", "counter",
                     "New label sets folded into the overflow series by the cardinality cap, by family",
-                    ("family",), [((family,), float(n)) for family, n in agg.series_dropped.items()]),
+                    ("family",), [((family,), float(agg.series_dropped.get(family, 0))) for family in _DROPPABLE]),
         PlainFamily("logmetrics_last_record_timestamp_seconds", "gauge", "Time of the newest record read", (),
                     [] if agg.newest_time is None else [((), agg.newest_time)]),
     ]
