@@ -28,3 +28,18 @@ def test_bench_quick(tmp_path: Path) -> None:
     prom = (tmp_path / "simple.prom").read_text()
     assert "litellm_proxy_total_requests_metric_total{" in prom
     assert "logmetrics_records_read_total 400.0" in prom
+
+
+def test_serve_latency_quick(tmp_path: Path) -> None:
+    """bench/serve_latency.py still runs end to end against a real `logmetrics serve` (seconds)."""
+    out = tmp_path / "serve.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "serve_latency.py"), "--quick", "--json-out", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    (row,) = result["rates"]
+    assert row["records"] == 50 and 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+    assert result["records_read_total"] == 50 + 2000
+    assert result["vmhwm_kb"] > 0 and result["idle_cpu_percent"] >= 0
