@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -252,7 +253,13 @@ def _create(path: Path):  # type: ignore[no-untyped-def]
         raise UsageError(f"cannot write {path}: {e.strerror}") from None
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    """Ctrl-C: stop quietly with exit 0 (click would print "Aborted!" and exit 1)."""
+    raise SystemExit(0)
+
+
 def main() -> None:
+    signal.signal(signal.SIGINT, _interrupted)  # serve and tail install their own while they run
     try:
         app(standalone_mode=True)
     except UsageError as e:
