@@ -71,13 +71,12 @@ def _seconds(v: float | None) -> str:
 
 
 def summary_table(agg: Aggregator, title: str = "LiteLLM requests per model") -> Table:
-    table = Table(title=title, title_justify="left")
-    for col, justify in (("model", "left"), ("requests", "right"), ("failures", "right"),
-                         ("error %", "right"), ("p50", "right"), ("p95", "right"), ("p99", "right"),
-                         ("tokens in", "right"), ("tokens out", "right"), ("spend $", "right")):
-        table.add_column(col, justify=justify, no_wrap=True,  # type: ignore[arg-type]
-                         min_width=len(col) if col != "model" else 12,
-                         overflow="fold" if col == "model" else "ellipsis")
+    """Fits 80 columns: no vertical rules, short headers, and a model column that folds."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col in ("model", "reqs", "fail", "err%", "p50", "p95", "p99", "tok in", "tok out", "spend $"):
+        left = col == "model"
+        table.add_column(col, justify="left" if left else "right", no_wrap=not left,
+                         min_width=12 if left else None, overflow="fold" if left else "ellipsis")
     rows = summary_rows(agg)
     for i, r in enumerate(rows):
         last = i == len(rows) - 1

@@ -1,0 +1,46 @@
+"""The replay summary table, rendered into a plain 80-column console (no terminal needed)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+from logmetrics.aggregate import Aggregator
+from logmetrics.parse import Parser
+from logmetrics.pipeline import Ingest, replay
+from logmetrics.view import skipped_line, summary_rows, summary_table
+
+SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "sample-logs"
+
+
+def render(agg: Aggregator, width: int) -> list[str]:
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None).print(summary_table(agg))
+    return out.getvalue().splitlines()
+
+
+def test_summary_fits_80_columns_with_every_column() -> None:
+    agg = Aggregator()
+    replay([str(SAMPLES)], Ingest(agg, Parser()))
+    lines = render(agg, 80)
+    assert all(len(line) <= 80 for line in lines)
+    header = next(line for line in lines if "model" in line)
+    assert header.split() == ["model", "reqs", "fail", "err%", "p50", "p95", "p99", "tok", "in", "tok", "out",
+                              "spend", "$"]
+    total = next(line for line in lines if line.split()[:1] == ["total"]).split()
+    rows = summary_rows(agg)
+    assert total[1:3] == [str(rows[-1]["requests"]), str(rows[-1]["failures"])] == ["63", "22"]
+    assert "…" not in "\n".join(lines)
+    assert skipped_line(agg) == "read 81 records; skipped none"
+
+
+def test_rows_are_sorted_by_requests_and_total_is_last() -> None:
+    agg = Aggregator()
+    replay([str(SAMPLES)], Ingest(agg, Parser()))
+    rows = summary_rows(agg)
+    assert rows[-1]["model"] == "total"
+    counts = [r["requests"] for r in rows[:-1]]
+    assert counts == sorted(counts, reverse=True)
+    assert sum(counts) == rows[-1]["requests"]
