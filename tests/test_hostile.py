@@ -354,8 +354,6 @@ def test_follower_sparse_file_is_bounded(tmp_path: Path, baseline_rss: float) ->
     assert rss < baseline_rss + 40
 
 
-@pytest.mark.xfail(strict=True, reason="sources/file.py: a NUL run (sparse hole) does not end a line in the "
-                   "follower, so the first record after a copytruncate hole is lost as too_long (reported)")
 def test_follower_record_after_a_hole_is_counted(tmp_path: Path) -> None:
     p = tmp_path / "r.log"
     with open(p, "wb") as f:

@@ -50,6 +50,7 @@ Backend = Literal["auto", "inotify", "watchfiles", "poll"]
 Wakeup = Literal["timeout", "data", "rescan"]
 
 FP_LEN = 512  # bytes of a file's start whose digest confirms its identity
+_SEEK_DATA: int | None = getattr(os, "SEEK_DATA", None)
 CHECK_LEN = 256  # bytes before the offset whose digest detects truncation and rewrites
 POSITIONS_VERSION = 1
 _TURN_BYTES = 64 << 20  # read at most this much of one file before looking at the others
@@ -858,6 +859,19 @@ class FileFollower:
         t.offset, t.ctail, t.skipping = p.offset, p.ctail, p.skipping
         self._close(p)
 
+    def _skip_hole(self, t: _Tail) -> None:
+        """Inside a sparse hole (zeros a copytruncate left under a writer without O_APPEND): jump
+        to the next data without reading the zeros; what follows them starts a new line."""
+        try:
+            nxt = os.lseek(t.fd, t.read_pos, _SEEK_DATA)  # type: ignore[arg-type]
+        except OSError:  # ENXIO: nothing but the hole up to the end
+            return
+        if nxt > t.read_pos:
+            self._stats(t.source).bytes_read += nxt - t.read_pos
+            t.offset += nxt - t.read_pos
+            t.ctail = b"\0" * CHECK_LEN
+            t.skipping = False  # the hole, not a record, was the over-long "line": not counted
+
     def _drain(self, t: _Tail) -> Iterator[Batch]:
         """Read `t` to its end (at most _TURN_BYTES), yielding batches."""
         if t.predecessor is not None:
@@ -893,6 +907,8 @@ class FileFollower:
             stats.bytes_read += len(data)
             t.idle_since = time.monotonic()
             lines, skipped = self._split(t, data)
+            if t.skipping and _SEEK_DATA is not None and not data.strip(b"\0"):
+                self._skip_hole(t)
             if t.fp_len < FP_LEN and t.read_pos > t.fp_len:
                 self._fingerprint(t)
             if lines or skipped:
@@ -978,6 +994,11 @@ class FileFollower:
         skipped = 0
         if t.skipping:
             i = data.find(b"\n")
+            # A NUL run (a sparse hole: copytruncate under a writer without O_APPEND) ends the
+            # skipped line too, when a new line starts after it in this read.
+            hole = data.rfind(b"\0", 0, i if i >= 0 else len(data))
+            if hole >= 0 and hole + 1 < (i if i >= 0 else len(data)):
+                i = hole
             if i < 0:
                 t.offset += len(data)
                 t.ctail = (t.ctail + data[-CHECK_LEN:])[-CHECK_LEN:]
@@ -1010,6 +1031,8 @@ class FileFollower:
         t.ctail = (t.ctail + buf[max(0, consumed - CHECK_LEN) : consumed])[-CHECK_LEN:]
         if b"\r" in buf:
             lines = [x[:-1] if x.endswith(b"\r") else x for x in lines]
+        if b"\0" in buf:  # what follows a NUL run (a hole) starts a new line
+            lines = [x[x.rfind(b"\0") + 1 :] for x in lines]
         if end > self.max_line_bytes and self._too_long(lines):
             n = len(lines)
             lines = [x for x in lines if len(x) <= self.max_line_bytes]
