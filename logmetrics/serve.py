@@ -109,7 +109,20 @@ class FileSource:
         self.follower.close()
 
 
-class JournalSource:
+class _Stream:
+    """A source without files: no byte lag to report, no unread lines to detect, nothing to re-scan."""
+
+    def lag_bytes(self) -> dict[str, int]:
+        return {}
+
+    def pending(self, checkpoint: state.SourceState) -> bool:
+        return False
+
+    def wake(self) -> None:
+        pass
+
+
+class JournalSource(_Stream):
     kind = "journald"
 
     def __init__(self, unit: str, saved: state.SourceState | None, *, user: bool,
@@ -127,20 +140,11 @@ class JournalSource:
     def counters(self) -> dict[str, dict[str, int]]:
         return {self.key: {"journalctl_restarts": self.follower.stats.restarts}}
 
-    def lag_bytes(self) -> dict[str, int]:
-        return {}
-
-    def pending(self, checkpoint: state.SourceState) -> bool:
-        return False
-
-    def wake(self) -> None:
-        pass
-
     def close(self) -> None:
         self.follower.close()
 
 
-class StdinSource:
+class StdinSource(_Stream):
     """Lines from standard input; at its end the metrics go on being served."""
 
     kind = "stdin"
@@ -181,15 +185,6 @@ class StdinSource:
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {self.key: {"bytes_read": self.bytes_read}}
-
-    def lag_bytes(self) -> dict[str, int]:
-        return {}
-
-    def pending(self, checkpoint: state.SourceState) -> bool:
-        return False
-
-    def wake(self) -> None:
-        pass
 
     def close(self) -> None:
         self.stop.set()
