@@ -132,9 +132,9 @@ class Aggregator:
     def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES, by: str = "model") -> None:
         self.max_series = max_series
         self.by = by  # view grouping: "model" (requested model) or "deployment"
-        # hot-loop cache: signature -> (its accumulator, its view row); overflowed signatures are
-        # not cached (their number is unbounded). Reset whenever `acc` or `models` is replaced.
-        self._slots: dict[Signature, tuple[list[object], ModelStats | None]] = {}
+        # hot-loop cache: signature -> (its accumulator, its view row, folded into overflow?),
+        # bounded (see _slot). Reset whenever `acc` or `models` is replaced.
+        self._slots: dict[Signature, tuple[list[object], ModelStats | None, bool]] = {}
         self._acc: dict[Signature, list[object]] = {}
         self._models: dict[str, ModelStats] = {}
         self.state: dict[tuple[str | None, ...], int] = {}
@@ -142,7 +142,11 @@ class Aggregator:
         self.skipped: dict[SkipReason, int] = dict.fromkeys(SkipReason, 0)
         self.access_lines: dict[tuple[str, str], int] = {}
         self.log_lines: dict[str, int] = {}
-        self.series_dropped: dict[str, int] = {}
+        # records folded into an overflow series: per event kind (one increment per record in the
+        # hot loop; `series_dropped` spreads them over the families the kind feeds), and per family
+        # for the families outside the signature table (deployment state, access lines)
+        self._dropped_kinds: dict[EventKind, int] = dict.fromkeys(EventKind, 0)
+        self._dropped_families: dict[str, int] = {}
         self.newest_time: float | None = None
         self.oldest_time: float | None = None
 
@@ -165,6 +169,21 @@ class Aggregator:
     def models(self, value: dict[str, ModelStats]) -> None:
         self._models = value
         self._slots.clear()
+
+    @property
+    def series_dropped(self) -> dict[str, int]:
+        """Family -> records folded into its overflow series."""
+        out = dict(self._dropped_families)
+        for kind, n in self._dropped_kinds.items():
+            if n:
+                for name in _FED_BY[kind]:
+                    out[name] = out.get(name, 0) + n
+        return dict(sorted(out.items()))  # one order however the counts were split
+
+    @series_dropped.setter
+    def series_dropped(self, value: dict[str, int]) -> None:
+        self._dropped_families = dict(value)
+        self._dropped_kinds = dict.fromkeys(EventKind, 0)
 
     # -- the hot loop -------------------------------------------------------------------------
     def add(self, result: ParseResult | None) -> None:
@@ -210,12 +229,15 @@ class Aggregator:
                 self.newest_time = t
             if self.oldest_time is None or t < self.oldest_time:
                 self.oldest_time = t
-        sig = Signature(e.kind, e.labels, e.deployment, e.proxy, e.zero_cost_reason)
+        kind = e.kind
+        sig = Signature(kind, e.labels, e.deployment, e.proxy, e.zero_cost_reason)
         slot = self._slots.get(sig)
         if slot is None:
             slot = self._slot(sig, e)
-        acc, stats = slot
+        acc, stats, folded = slot
         acc[0] += 1  # type: ignore[operator]
+        if folded:
+            self._dropped_kinds[kind] += 1
         s = e.state
         if s is not None:
             key = (s.litellm_model_name, s.model_id, s.api_base, s.api_provider)
@@ -224,14 +246,15 @@ class Aggregator:
                 self.state.pop(key, None)
                 self._dropped(STATE_FAMILY)
             self.state[key] = s.value  # re-inserted: the newest write is last, as LiteLLM shows it
-        if e.kind is EventKind.SUCCESS:
+        if kind is EventKind.SUCCESS:
             self._success(e, acc)
         if stats is not None:
             self._view(e, stats)
 
-    def _slot(self, sig: Signature, e: RequestEvent) -> tuple[list[object], ModelStats | None]:
+    def _slot(self, sig: Signature, e: RequestEvent) -> tuple[list[object], ModelStats | None, bool]:
         """The accumulator and view row of a signature not in the hot-loop cache (the signature
-        decides both; an overflowed signature is not cached, it is looked up each time)."""
+        decides both), and whether it is folded into the overflow series. The cache holds folded
+        signatures too, up to a bound: their number is the input's to choose."""
         key = sig
         acc = self._acc.get(key)
         if acc is None:
@@ -240,9 +263,10 @@ class Aggregator:
                 acc = self._acc.get(key)
             if acc is None:
                 acc = self._acc[key] = [0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None, None, None, None]
-        slot = (acc, self._view_row(e))
-        if key is sig:
-            self._slots[sig] = slot
+        slot = (acc, self._view_row(e), key is not sig)
+        if len(self._slots) >= 2 * self.max_series + 64:
+            self._slots.clear()
+        self._slots[sig] = slot
         return slot
 
     def _success(self, e: RequestEvent, acc: list[object]) -> None:
@@ -280,11 +304,10 @@ class Aggregator:
             _observe(acc, _H_PER_TOKEN, e.latency_per_output_token)
 
     def _dropped(self, family: str) -> None:
-        self.series_dropped[family] = self.series_dropped.get(family, 0) + 1
+        self._dropped_families[family] = self._dropped_families.get(family, 0) + 1
 
-    def _overflow(self, sig: Signature) -> Signature:
-        for name in _FED_BY[sig.kind]:
-            self._dropped(name)
+    @staticmethod
+    def _overflow(sig: Signature) -> Signature:
         o = _OVERFLOW_LABELS
         return Signature(sig.kind, o, o if sig.deployment else None, o if sig.proxy else None,
                          OVERFLOW if sig.zero_cost_reason else None)
