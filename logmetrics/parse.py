@@ -126,7 +126,8 @@ class Parser:
             first = line.lstrip()[:1]
             if first != b"{":
                 return self._slow(line) if first in b'["-0123456789' else _NOT_JSON
-        if b"\\ud" in line or b"\\uD" in line:  # a surrogate escape (rare): mend lone ones first
+        # a surrogate escape (rare): mend lone ones first. One scan when the line has no escape at all
+        if b"\\u" in line and (b"\\ud" in line or b"\\uD" in line):
             mended = _mend_surrogates(line)
             if mended is None:
                 return self._slow(line)

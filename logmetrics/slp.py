@@ -15,7 +15,6 @@ exact; from a bare payload it is the closest approximation the payload allows:
 from __future__ import annotations
 
 import math
-import sys
 from datetime import datetime, timedelta, timezone
 
 import msgspec
@@ -110,12 +109,14 @@ _LABELS: dict[tuple[str | None, ...], tuple[Labels, Labels]] = {}
 _MAX_CACHED_LABELS = 2_048
 
 
+# distinct label values (and None) -> one object each: `_STRINGS.setdefault(v, v)` interns in C
+_STRINGS: dict[str | None, str | None] = {}
+_MAX_STRINGS = 65_536
+
+
 def drop_caches() -> None:
     _LABELS.clear()
-
-
-def _intern(value: str | None) -> str | None:
-    return None if value is None else sys.intern(value)
+    _STRINGS.clear()
 
 
 def _labels(p: Payload, md: Metadata, f: Facts, end_user_label: bool, model: str | None) -> tuple[Labels, Labels]:
@@ -129,7 +130,9 @@ def _labels(p: Payload, md: Metadata, f: Facts, end_user_label: bool, model: str
     )
     cached = _LABELS.get(key)
     if cached is None:
-        interned = tuple(map(_intern, key))
+        if len(_STRINGS) >= _MAX_STRINGS:
+            _STRINGS.clear()
+        interned = tuple(map(_STRINGS.setdefault, key, key))
         (end_user, key_hash, key_alias, group, team, team_alias, user, email, org, org_alias, model, model_id,
          api_base, provider, tier, route, client_ip, user_agent) = interned
         labels = Labels(
