@@ -328,6 +328,21 @@ def test_compact_cache_stays_bounded() -> None:
     assert len(parser._compact) <= 4096
 
 
+def test_overflow_caches_stay_bounded() -> None:
+    """Folded signatures are cached for the hot loop, and label values interned: both up to a
+    bound, whatever the number of distinct label sets, and the folded records are all counted."""
+    from logmetrics import slp
+
+    agg = Aggregator(max_series=5)
+    for i in range(3_000):
+        agg.add(PARSER.parse(b'{"status":"success","call_type":"acompletion","model":"m","model_group":"g",'
+                             b'"metadata":{"user_api_key_hash":"k%d","requester_ip_address":"ip%d"}}' % (i, i)))
+    assert len(agg._slots) <= 2 * 5 + 64
+    assert len(slp._STRINGS) <= slp._MAX_STRINGS
+    assert agg.series_dropped["litellm_requests_metric"] == 3_000 - 5
+    assert sum(acc[0] for acc in agg.acc.values()) == 3_000
+
+
 @budget(15, NIGHTLY_EXAMPLES // 10)
 @given(st.lists(record_lines(), min_size=1, max_size=25), st.integers(1, 30))
 def test_pipeline_exposition_is_always_valid(lines: list[bytes], max_series: int) -> None:
