@@ -46,6 +46,7 @@ SLOT = {name: i for i, name in enumerate((*COUNTERS, *HISTOGRAMS))}
 # counters whose series exist for every event that feeds them (LiteLLM calls inc(0)); the others
 # exist only once something positive was added
 DENSE = frozenset({"requests", "spend", "total_tokens", "prompt_tokens", "completion_tokens", "zero_cost"})
+EXACT = frozenset({"spend"})  # counters kept as exact sums (see `exact`)
 _H_TOTAL, _H_API, _H_TTFT, _H_QUEUE, _H_OVERHEAD, _H_PER_TOKEN = (SLOT[h] for h in HISTOGRAMS)
 _BOUNDS = tuple(HISTOGRAMS.values())
 # the families each event kind feeds, in table order
@@ -56,6 +57,24 @@ DEFAULT_MAX_SERIES = 10_000
 STATE_FAMILY = "litellm_deployment_state"
 ACCESS_FAMILY = "logmetrics_http_access_lines"
 _OVERFLOW_STATE: tuple[str | None, str | None, str | None, str | None] = (OVERFLOW, OVERFLOW, OVERFLOW, OVERFLOW)
+
+# Sums of floats (spend, histogram sums) are kept exact: as integers in units of 2**-200. Adding
+# integers does not depend on their order, so a sum is the same whichever way its values are
+# grouped (parallel replay merges partial states: `Aggregator.merge`) and is rounded once, when
+# read (`inexact`): the correctly rounded sum of the values. Every value the parser lets through
+# is below events.MAX_VALUE, so none overflows; values below 2**-147 lose their bits under 2**-200.
+_EXACT_BITS = 200
+_EXACT_SCALE = 2.0**_EXACT_BITS
+
+
+def exact(value: float) -> int:
+    """`value` (finite, |value| < MAX_VALUE) in the exact sums' unit."""
+    return int(value * _EXACT_SCALE)
+
+
+def inexact(total: int) -> float:
+    """An exact sum as the nearest float."""
+    return math.ldexp(float(total), -_EXACT_BITS)
 
 
 class Signature(msgspec.Struct, frozen=True, gc=False, cache_hash=True):
@@ -70,10 +89,14 @@ class Signature(msgspec.Struct, frozen=True, gc=False, cache_hash=True):
 
 @dataclass(slots=True)
 class Histogram:
-    """Per-bucket (not cumulative) counts, the last one for +Inf, and the sum."""
+    """Per-bucket (not cumulative) counts, the last one for +Inf, and the sum (exact, see `exact`)."""
 
     counts: list[int]
-    sum: float = 0.0
+    sum_exact: int = 0
+
+    @property
+    def sum(self) -> float:
+        return inexact(self.sum_exact)
 
     @property
     def count(self) -> int:
@@ -88,13 +111,32 @@ class ModelStats:
     failures: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    spend: float = 0.0
+    spend_exact: int = 0  # see `exact`
     latency: dict[int, int] = field(default_factory=dict)  # log-scale sketch, ~1% relative error
     ttft: dict[int, int] = field(default_factory=dict)
     per_second: dict[int, list[int]] = field(default_factory=dict)  # second -> [requests, in, out]
 
+    @property
+    def spend(self) -> float:
+        return inexact(self.spend_exact)
+
     def quantile(self, q: float, sketch: str = "latency") -> float | None:
         return sketch_quantile(getattr(self, sketch), q)
+
+    def merge(self, other: ModelStats) -> None:
+        """Add `other`'s counts, sketches and per-second slots to this row's."""
+        self.requests += other.requests
+        self.failures += other.failures
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.spend_exact += other.spend_exact
+        for mine, theirs in ((self.latency, other.latency), (self.ttft, other.ttft)):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0) + v
+        for second, slot in other.per_second.items():
+            have = self.per_second.setdefault(second, [0, 0, 0])
+            for i in range(3):
+                have[i] += slot[i]
 
 
 _SKETCH_SCALE = 50.0  # bucket width: a factor of e**(1/50), 2% wide, <=1% from the truth
@@ -262,7 +304,7 @@ class Aggregator:
                 key = self._overflow(sig)
                 acc = self._acc.get(key)
             if acc is None:
-                acc = self._acc[key] = [0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None, None, None, None]
+                acc = self._acc[key] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None, None, None, None]
         slot = (acc, self._view_row(e), key is not sig)
         if len(self._slots) >= 2 * self.max_series + 64:
             self._slots.clear()
@@ -270,7 +312,8 @@ class Aggregator:
         return slot
 
     def _success(self, e: RequestEvent, acc: list[object]) -> None:
-        acc[1] += e.spend or 0.0  # type: ignore[operator]
+        if e.spend:
+            acc[1] += int(e.spend * _EXACT_SCALE)  # type: ignore[operator]  # exact(), inlined
         acc[2] += e.total_tokens or 0  # type: ignore[operator]
         acc[3] += e.prompt_tokens or 0  # type: ignore[operator]
         acc[4] += e.completion_tokens or 0  # type: ignore[operator]
@@ -356,7 +399,8 @@ class Aggregator:
         stats.completion_tokens += completion
         slot[1] += prompt
         slot[2] += completion
-        stats.spend += e.spend or 0.0
+        if e.spend:
+            stats.spend_exact += int(e.spend * _EXACT_SCALE)  # exact(), inlined
         if e.total_latency is not None:
             sketch_add(stats.latency, e.total_latency)
         if e.ttft is not None:
@@ -380,10 +424,13 @@ class Aggregator:
                 continue
             pick = _picker(family)
             values: dict[tuple[str, ...], float | Histogram] = {}
+            exact_sums = False
             for feed in family.feeds:
                 slot = SLOT.get(feed.value, 0)
                 zero_cost = feed.value == "zero_cost"
                 dense = feed.value in DENSE
+                exact_sums = feed.value in EXACT
+                zero = 0 if exact_sums else 0.0
                 for sig, acc in by_kind[feed.kind]:
                     labels = _labels_from(sig, feed.labels_from)
                     if labels is None:
@@ -405,7 +452,9 @@ class Aggregator:
                                 map(dict.__getitem__, _RENDERERS, msgspec.structs.astuple(labels))
                             )
                         key = pick(exposed)
-                    _merge(values, key, value)
+                    _merge(values, key, value, zero)
+            if exact_sums:  # a family's feeds are all exact sums or none is
+                values = {key: inexact(v) for key, v in values.items()}  # type: ignore[arg-type]
             yield Series(family, values)
 
 
@@ -415,7 +464,7 @@ def _observe(acc: list[object], slot: int, value: float) -> None:
     if h is None:
         h = acc[slot] = Histogram([0] * (len(bounds) + 1))
     h.counts[bisect_left(bounds, value)] += 1  # type: ignore[attr-defined]
-    h.sum += value  # type: ignore[attr-defined]
+    h.sum_exact += int(value * _EXACT_SCALE)  # type: ignore[attr-defined]  # exact(), inlined
 
 
 def _labels_from(sig: Signature, source: str) -> Labels | None:
@@ -492,7 +541,9 @@ def _key(family: Family, labels: Labels, sig: Signature) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _merge(values: dict[tuple[str, ...], float | Histogram], key: tuple[str, ...], value: object) -> None:
+def _merge(
+    values: dict[tuple[str, ...], float | Histogram], key: tuple[str, ...], value: object, zero: float = 0.0
+) -> None:
     if isinstance(value, Histogram):
         have = values.get(key)
         if have is None:
@@ -500,10 +551,10 @@ def _merge(values: dict[tuple[str, ...], float | Histogram], key: tuple[str, ...
         else:
             assert isinstance(have, Histogram)
             counts = [a + b for a, b in zip(have.counts, value.counts, strict=True)]
-            values[key] = Histogram(counts, have.sum + value.sum)
+            values[key] = Histogram(counts, have.sum_exact + value.sum_exact)
     else:
         assert isinstance(value, (int, float))
-        values[key] = values.get(key, 0.0) + value  # type: ignore[operator]
+        values[key] = values.get(key, zero) + value  # type: ignore[operator]
 
 
 def feed_all(agg: Aggregator, results: Iterable[ParseResult | None]) -> None:

@@ -29,6 +29,11 @@ class EventKind(enum.Enum):
     __hash__ = object.__hash__
 
 
+MAX_VALUE = 1e200
+"""No duration or cost is this big: the parser skips a record that says otherwise (the
+aggregator's exact sums rely on it)."""
+
+
 class SkipReason(enum.Enum):
     """Why a line was not counted. Every value is a `reason` label of
     `logmetrics_records_skipped_total`, pre-initialised at 0."""
@@ -106,7 +111,7 @@ class RequestEvent(msgspec.Struct, frozen=True, gc=False):
     state: DeploymentState | None = None
     stream: bool | None = None
     level: str = "INFO"  # a failed request is ERROR
-    # values; None = not observed
+    # values; None = not observed. Floats are finite and below MAX_VALUE in magnitude.
     spend: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None

@@ -21,6 +21,7 @@ from datetime import datetime
 import msgspec
 
 from logmetrics.events import (
+    MAX_VALUE,
     DeploymentState,
     EventKind,
     Labels,
@@ -31,7 +32,7 @@ from logmetrics.events import (
     SkipReason,
 )
 from logmetrics.records import LINE_DECODER, Facts, Line
-from logmetrics.slp import InvalidDuration, event_from_hook, event_from_payload
+from logmetrics.slp import InvalidDuration, InvalidField, event_from_hook, event_from_payload
 from logmetrics.slp import drop_caches as drop_slp_caches
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
@@ -146,6 +147,8 @@ class Parser:
             return self._dispatch(rec, envelope_time)
         except InvalidDuration:
             return _INVALID_DURATION
+        except InvalidField:
+            return _INVALID_FIELD
         except (InvalidTime, OverflowError, OSError, ValueError):
             return _INVALID_TIME
 
@@ -185,7 +188,7 @@ class Parser:
         level = rec.level
         failed = level in _FAILED if level in _LEVEL_NAMES else level_name(level) in _FAILED
         latency = rec.latency_ms
-        if latency is not None and not 0 <= latency < math.inf:
+        if latency is not None and not 0 <= latency < MAX_VALUE:
             return _INVALID_DURATION
         key = (rec.model, rec.provider, failed)
         cached = self._compact.get(key)

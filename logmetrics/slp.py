@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import msgspec
 
-from logmetrics.events import DeploymentState, EventKind, Labels, RequestEvent
+from logmetrics.events import MAX_VALUE, DeploymentState, EventKind, Labels, RequestEvent
 from logmetrics.records import USAGE_DECODER, Facts, Metadata, Payload, Time
 
 _NO_METADATA = Metadata()
@@ -35,7 +35,11 @@ _ERROR_MESSAGE_CHARS = 300
 
 
 class InvalidDuration(ValueError):
-    """A duration that is NaN, infinite or negative: the record is skipped."""
+    """A duration that is NaN, infinite, negative or beyond MAX_VALUE: the record is skipped."""
+
+
+class InvalidField(ValueError):
+    """A value no request has (a cost beyond MAX_VALUE): the record is skipped."""
 
 
 def wall(value: Time) -> datetime | None:
@@ -56,7 +60,7 @@ def seconds(start: datetime | None, end: datetime | None) -> float | None:
 
 
 def checked(value: float | None) -> float | None:
-    if value is not None and not 0 <= value < float("inf"):
+    if value is not None and not 0 <= value < MAX_VALUE:
         raise InvalidDuration(value)
     return value
 
@@ -235,6 +239,9 @@ def event_from_payload(
     state = DeploymentState(
         model or "", f.model_info_id or p.model_id or "", p.api_base or "", p.custom_llm_provider or "", 0
     )
+    spend = float(p.response_cost or 0.0)
+    if not -MAX_VALUE < spend < MAX_VALUE:
+        raise InvalidField(spend)
     return RequestEvent(
         kind=EventKind.SUCCESS,
         time=end_time,
@@ -242,7 +249,7 @@ def event_from_payload(
         proxy=proxy_200,
         state=state,
         stream=stream,
-        spend=float(p.response_cost or 0.0),
+        spend=spend,
         prompt_tokens=p.prompt_tokens or 0,
         completion_tokens=completion_tokens or 0,
         total_tokens=p.total_tokens or 0,

@@ -27,14 +27,14 @@ from typing import Any
 
 import msgspec
 
-from logmetrics.aggregate import Aggregator, Histogram, ModelStats, Signature
+from logmetrics.aggregate import Aggregator, Histogram, ModelStats, Signature, exact
 from logmetrics.errors import StateError
 from logmetrics.events import LABEL_NAMES, EventKind, Labels, SkipReason
 
 log = logging.getLogger(__name__)
 
 FORMAT = "logmetrics-state"
-VERSION = 1
+VERSION = 2  # 2: sums are exact integers (aggregate.exact); version 1 files (float sums) are converted
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 
@@ -156,14 +156,32 @@ def decode(data: bytes) -> StateFile:
         raise StateError(f"not a state file ({e})") from None
     if head.format != FORMAT:
         raise StateError("not a logmetrics state file")
-    if head.version != VERSION:
-        raise StateError(f"format version {head.version}, this logmetrics reads {VERSION}")
+    if head.version not in (1, VERSION):
+        raise StateError(f"format version {head.version}, this logmetrics reads 1 and {VERSION}")
     try:
+        if head.version == 1:
+            data = _ENCODER.encode(_from_v1(msgspec.json.decode(data)))
         doc = msgspec.json.decode(data, type=StateFile)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError, AttributeError, KeyError, IndexError,
+            ValueError, OverflowError) as e:
         raise StateError(f"invalid ({e})") from None
     if tuple(doc.labels) != LABEL_NAMES:
         raise StateError("written for other label names")
+    return doc
+
+
+def _from_v1(doc: Any) -> Any:
+    """A version 1 document (float sums) as version 2 (their exact integers)."""
+    metrics = doc["metrics"]
+    for entry in metrics["acc"]:
+        slots = entry[5]
+        slots[1] = exact(slots[1])  # spend
+        for h in slots:
+            if isinstance(h, dict):
+                h["sum_exact"] = exact(h.pop("sum"))
+    for row in metrics["models"].values():
+        row["spend_exact"] = exact(row.pop("spend", 0.0))
+    doc["version"] = VERSION
     return doc
 
 

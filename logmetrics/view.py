@@ -30,13 +30,7 @@ def summary_rows(agg: Aggregator) -> list[dict[str, Any]]:
     rows = [_row(name, s) for name, s in sorted(agg.models.items(), key=lambda kv: (-kv[1].requests, kv[0]))]
     total = ModelStats()
     for s in agg.models.values():
-        total.requests += s.requests
-        total.failures += s.failures
-        total.prompt_tokens += s.prompt_tokens
-        total.completion_tokens += s.completion_tokens
-        total.spend += s.spend
-        for k, v in s.latency.items():
-            total.latency[k] = total.latency.get(k, 0) + v
+        total.merge(s)
     rows.append(_row("total", total))
     return rows
 
@@ -215,16 +209,7 @@ def live_rows(agg: Aggregator, now: float) -> list[dict[str, Any]]:
     rows = []
     for name, s in agg.models.items():
         rows.append(_live_row(name, s, now))
-        total.requests += s.requests
-        total.failures += s.failures
-        total.spend += s.spend
-        for mine, theirs in ((total.latency, s.latency), (total.ttft, s.ttft)):
-            for k, v in theirs.items():
-                mine[k] = mine.get(k, 0) + v
-        for sec, slot in s.per_second.items():
-            have = total.per_second.setdefault(sec, [0, 0, 0])
-            for i in range(3):
-                have[i] += slot[i]
+        total.merge(s)
     return [*rows, _live_row("total", total, now)]
 
 

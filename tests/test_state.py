@@ -69,8 +69,8 @@ BAD = {
     "half-written": _valid()[: len(_valid()) // 2],
     "other-json": b'{"hello": "world"}',
     "json-array": b"[1, 2, 3]",
-    "older-version": _valid().replace(b'"version":1', b'"version":0', 1),
-    "newer-version": _valid().replace(b'"version":1', b'"version":99', 1),
+    "older-version": _valid().replace(f'"version":{state.VERSION}'.encode(), b'"version":0', 1),
+    "newer-version": _valid().replace(f'"version":{state.VERSION}'.encode(), b'"version":99', 1),
     "other-labels": _valid().replace(b'"end_user"', b'"end_user_id"', 1),
     "wrong-types": _valid().replace(b'"records":', b'"records":"x","r":', 1),
     "bad-kind": _valid().replace(b'["success"', b'["exploded"', 1),
@@ -132,3 +132,27 @@ def test_default_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     monkeypatch.delenv("XDG_STATE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert state.default_dir() == tmp_path / ".local" / "state" / "logmetrics"
+
+
+def test_version_1_state_file_is_converted(tmp_path: Path) -> None:
+    """fixtures/state/state-v1.json was written by the previous release (float sums) from the first
+    300 LINES with max_series=5: it loads, and its sums become exact integers of the same floats."""
+    v1 = (SAMPLES.parent / "state" / "state-v1.json").read_bytes()
+    assert b'"version":1,' in v1[:60]
+    agg = Aggregator(max_series=5)
+    doc = state.load(agg, v1)
+    assert doc.version == state.VERSION and doc.sources["file:/x"].positions is not None
+    fresh = _agg(LINES[:300], 5)
+    assert agg.acc.keys() == fresh.acc.keys() and agg.models.keys() == fresh.models.keys()
+    assert agg.records == fresh.records and agg.series_dropped == fresh.series_dropped
+    got, want = exposition(agg).decode().splitlines(), exposition(fresh).decode().splitlines()
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        if a != b:  # float sums: the old sequential sum against the exact one, within rounding
+            (name_a, value_a), (name_b, value_b) = a.rsplit(" ", 1), b.rsplit(" ", 1)
+            assert name_a == name_b and name_a.split("{")[0].endswith(("_sum", "spend_metric_total")), a
+            assert float(value_a) == pytest.approx(float(value_b), rel=1e-14)
+    # and it goes on: a dump of the converted state is version 2 and loads again unchanged
+    again = Aggregator(max_series=5)
+    state.load(again, state.dump(agg, {}, {}))
+    assert exposition(again) == exposition(agg)
