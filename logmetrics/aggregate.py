@@ -56,7 +56,8 @@ _OVERFLOW_LABELS = Labels(**dict.fromkeys(Labels.__struct_fields__, OVERFLOW))
 DEFAULT_MAX_SERIES = 10_000
 STATE_FAMILY = "litellm_deployment_state"
 ACCESS_FAMILY = "logmetrics_http_access_lines"
-_OVERFLOW_STATE: tuple[str | None, str | None, str | None, str | None] = (OVERFLOW, OVERFLOW, OVERFLOW, OVERFLOW)
+StateKey = tuple[str | None, ...]  # litellm_deployment_state's label values
+_OVERFLOW_STATE: StateKey = (OVERFLOW, OVERFLOW, OVERFLOW, OVERFLOW)
 
 # Sums of floats (spend, histogram sums) are kept exact: as integers in units of 2**-200. Adding
 # integers does not depend on their order, so a sum is the same whichever way its values are
@@ -171,7 +172,7 @@ class Series:
 class Aggregator:
     """Everything read so far, as plain data. Not thread-safe: the caller serialises access."""
 
-    def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES, by: str = "model") -> None:
+    def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES, by: str = "model", part: bool = False) -> None:
         self.max_series = max_series
         self.by = by  # view grouping: "model" (requested model) or "deployment"
         # hot-loop cache: signature -> (its accumulator, its view row, folded into overflow?),
@@ -179,7 +180,7 @@ class Aggregator:
         self._slots: dict[Signature, tuple[list[object], ModelStats | None, bool]] = {}
         self._acc: dict[Signature, list[object]] = {}
         self._models: dict[str, ModelStats] = {}
-        self.state: dict[tuple[str | None, ...], int] = {}
+        self.state: dict[StateKey, int] = {}
         self.records = 0
         self.skipped: dict[SkipReason, int] = dict.fromkeys(SkipReason, 0)
         self.access_lines: dict[tuple[str, str], int] = {}
@@ -191,6 +192,9 @@ class Aggregator:
         self._dropped_families: dict[str, int] = {}
         self.newest_time: float | None = None
         self.oldest_time: float | None = None
+        # a part (see `merge`) also counts the records of each deployment state key it keeps, in
+        # the order the keys first came: what merging needs to fold them exactly as one run would
+        self._state_records: dict[StateKey, int] | None = {} if part else None
 
     @property
     def acc(self) -> dict[Signature, list[object]]:
@@ -282,11 +286,13 @@ class Aggregator:
             self._dropped_kinds[kind] += 1
         s = e.state
         if s is not None:
-            key = (s.litellm_model_name, s.model_id, s.api_base, s.api_provider)
+            key: StateKey = (s.litellm_model_name, s.model_id, s.api_base, s.api_provider)
             if self.state.pop(key, None) is None and len(self.state) >= self.max_series:
                 key = _OVERFLOW_STATE
                 self.state.pop(key, None)
                 self._dropped(STATE_FAMILY)
+            elif self._state_records is not None:
+                self._state_records[key] = self._state_records.get(key, 0) + 1
             self.state[key] = s.value  # re-inserted: the newest write is last, as LiteLLM shows it
         if kind is EventKind.SUCCESS:
             self._success(e, acc)
@@ -405,6 +411,114 @@ class Aggregator:
             sketch_add(stats.latency, e.total_latency)
         if e.ttft is not None:
             sketch_add(stats.ttft, e.ttft)
+
+    # -- merging ------------------------------------------------------------------------------
+    def can_merge(self, part: Aggregator) -> bool:
+        """Whether `merge(part)` gives exactly what reading part's records here would. Not when the
+        part folded something into an overflow series (or row) and this one holds anything: a label
+        set the part folded may have a slot here, and the part no longer knows which it was."""
+        folded = any(part._dropped_kinds.values()) or bool(part._dropped_families) or OVERFLOW in part._models
+        return not folded or not (self._acc or self._models or self.state or self.access_lines)
+
+    def merge(self, part: Aggregator) -> None:
+        """Add `part` (an `Aggregator(part=True)` with the same settings that read the records that
+        come right after this one's; `can_merge(part)` must hold) as if this aggregator had read them
+        itself: the same series in the same order, the same folding into overflow series under the
+        cap, the same sums (they are exact). `part` is used up: its accumulators become this one's.
+
+        Label sets (deployments, routes, view rows) get a slot in the order they first come while
+        there is room, as in one run; the part has each of its own apart, so the ones that find no
+        room fold here exactly as one run folds them. Only the live per-second ring is not replayed
+        exactly: merged, it keeps its newest seconds (it feeds the live rates, not replay output)."""
+        if (part.max_series, part.by) != (self.max_series, self.by) or part._state_records is None:
+            raise ValueError("merge takes a part aggregator with the same max_series and by")
+        if not self.can_merge(part):
+            raise ValueError("the part folded label sets into overflow series: read its records here instead")
+        self._slots.clear()
+        self.records += part.records
+        for reason, n in part.skipped.items():
+            self.skipped[reason] += n
+        for level, n in part.log_lines.items():
+            self.log_lines[level] = self.log_lines.get(level, 0) + n
+        for kind, n in part._dropped_kinds.items():
+            self._dropped_kinds[kind] += n
+        for name, n in part._dropped_families.items():
+            self._dropped_families[name] = self._dropped_families.get(name, 0) + n
+        for t in (part.oldest_time, part.newest_time):
+            self._saw(t)
+        self._merge_acc(part._acc)
+        self._merge_models(part._models)
+        self._merge_state(part.state, part._state_records)
+        for (route, status), n in part.access_lines.items():
+            key = (route, status)
+            if key not in self.access_lines and len(self.access_lines) >= self.max_series and route != OVERFLOW:
+                key = (OVERFLOW, status)
+                self._dropped_families[ACCESS_FAMILY] = self._dropped_families.get(ACCESS_FAMILY, 0) + n
+            self.access_lines[key] = self.access_lines.get(key, 0) + n
+
+    def _merge_acc(self, accs: dict[Signature, list[object]]) -> None:
+        for sig, acc in accs.items():
+            have = self._acc.get(sig)
+            if have is None:
+                key = self._overflow(sig)
+                if len(self._acc) < self.max_series or key == sig:
+                    self._acc[sig] = acc
+                    continue
+                self._dropped_kinds[sig.kind] += acc[0]  # type: ignore[operator]
+                have = self._acc.get(key)
+                if have is None:
+                    self._acc[key] = acc
+                    continue
+            for i, value in enumerate(acc):
+                if isinstance(value, Histogram):
+                    h = have[i]
+                    if h is None:
+                        have[i] = value
+                    else:
+                        assert isinstance(h, Histogram)
+                        h.counts = [a + b for a, b in zip(h.counts, value.counts, strict=True)]
+                        h.sum_exact += value.sum_exact
+                elif value is not None:
+                    have[i] += value  # type: ignore[operator]
+
+    def _merge_models(self, models: dict[str, ModelStats]) -> None:
+        for key, stats in models.items():
+            have = self._models.get(key)
+            if have is None:
+                if len(self._models) < self.max_series or key == OVERFLOW:
+                    self._models[key] = stats
+                    continue
+                have = self._models.get(OVERFLOW)
+                if have is None:
+                    self._models[OVERFLOW] = stats
+                    continue
+            have.merge(stats)
+            if len(have.per_second) > 180:  # the hot loop's bound
+                for old in sorted(have.per_second)[:-120]:
+                    del have.per_second[old]
+
+    def _merge_state(self, state: dict[StateKey, int], records: dict[StateKey, int]) -> None:
+        # which of the part's keys get a slot: decided in the order they first came, as one run does
+        folded: set[StateKey] = set()
+        room = self.max_series - len(self.state)
+        for key, n in records.items():
+            if key in self.state or key == _OVERFLOW_STATE:
+                continue
+            if room > 0:
+                room -= 1
+            else:
+                folded.add(key)
+                self._dropped_families[STATE_FAMILY] = self._dropped_families.get(STATE_FAMILY, 0) + n
+        if self._state_records is not None:  # a part merged into a part
+            for key, n in records.items():
+                if key not in folded:
+                    self._state_records[key] = self._state_records.get(key, 0) + n
+        # the values: in the order of their last writes, each re-inserted last as the hot loop does
+        for key, value in state.items():
+            if key in folded:
+                key = _OVERFLOW_STATE
+            self.state.pop(key, None)
+            self.state[key] = value
 
     # -- projection ---------------------------------------------------------------------------
     def project(self) -> list[Series]:
