@@ -28,6 +28,7 @@ from logmetrics import __version__
 from logmetrics.aggregate import Aggregator
 from logmetrics.errors import LogmetricsError, UsageError
 from logmetrics.export import OpenMetricsBackfill, write_exposition
+from logmetrics.parallel import jobs_default
 from logmetrics.parse import DEFAULT_MAX_LINE_BYTES, InvalidTime, Parser, epoch
 from logmetrics.pipeline import Filters, Ingest, replay
 from logmetrics.sources.archive import ReadStats
@@ -143,8 +144,8 @@ class ReplayProgress:
     """A transient progress bar on stderr (only when it is a terminal) for replays that last more
     than `after` seconds: records read, MB/s, and an ETA when the input size is known."""
 
-    def __init__(self, console: Console, agg: Aggregator, after: float = 1.0) -> None:
-        self.console, self.agg, self.after = console, agg, after
+    def __init__(self, console: Console, after: float = 1.0) -> None:
+        self.console, self.after = console, after
         self.started = time.monotonic()
         self.bar: Progress | None = None
         self.task: TaskID | None = None
@@ -156,7 +157,7 @@ class ReplayProgress:
         if self.bar is not None:
             self.bar.stop()
 
-    def __call__(self, stats: ReadStats, total: int) -> None:
+    def __call__(self, stats: ReadStats, total: int, records: int) -> None:
         if self.bar is None:
             if time.monotonic() - self.started < self.after:
                 return
@@ -167,7 +168,7 @@ class ReplayProgress:
             self.task = self.bar.add_task("replay", total=total or None, records=0)
             self.bar.start()
         assert self.task is not None
-        self.bar.update(self.task, completed=stats.bytes_read, records=self.agg.records)
+        self.bar.update(self.task, completed=stats.bytes_read, records=records)
 
 
 @app.command("replay")
@@ -200,6 +201,9 @@ def replay_cmd(
     max_series: Annotated[int, typer.Option(
         "--max-series", help="Cardinality cap: distinct label sets kept before new ones are folded into "
         "an overflow series (logmetrics_series_dropped_total).")] = 10_000,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", help="Worker processes for inputs of 32 MB and more (0: one per CPU). Any number "
+        "gives the same output; --openmetrics-out, stdin and pipes are read by one.", min=0)] = 0,
 ) -> None:
     """Process archived LiteLLM logs offline: a per-model summary, and metrics Prometheus can load.
 
@@ -215,8 +219,8 @@ def replay_cmd(
             out = stack.enter_context(_create(openmetrics_out))
             backfill = OpenMetricsBackfill(out, parse_step(step))
         ingest = Ingest(agg, Parser(max_line_bytes=max_line, end_user_label=end_user), filters, backfill)
-        progress = stack.enter_context(ReplayProgress(err, agg)) if err.is_terminal else None
-        stats = replay(paths, ingest, progress)
+        progress = stack.enter_context(ReplayProgress(err)) if err.is_terminal else None
+        stats = replay(paths, ingest, progress, jobs or jobs_default())
     if metrics_out is not None:
         with _create(metrics_out) as f:
             write_exposition(agg, f)

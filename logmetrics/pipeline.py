@@ -10,12 +10,12 @@ import os
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import chain, islice
 from typing import Literal
 
 from logmetrics.aggregate import Aggregator
 from logmetrics.events import EventKind, LogEvent, ParseResult, RequestEvent, Skip, SkipReason
 from logmetrics.export import OpenMetricsBackfill
+from logmetrics.parallel import feed, plan, replay_parts
 from logmetrics.parse import LEVELS, Parser
 from logmetrics.sources.archive import GZIP_MAGIC, ReadStats, expand, read_lines
 from logmetrics.sources.journald import JOURNAL_MAGIC
@@ -103,24 +103,24 @@ class Ingest:
             add(r)
 
 
-Progress = Callable[[ReadStats, int], None]
-"""Called every `PROGRESS_LINES` lines of a replay with the read stats and the total size of
-the input when it is known (plain files: bytes), else 0."""
-PROGRESS_LINES = 16_384
+Progress = Callable[[ReadStats, int, int], None]
+"""Called now and then during a replay with the read stats, the total size of the input when it
+is known (plain files: bytes, else 0) and the records read so far."""
 
 
-def replay(paths: list[str], ingest: Ingest, progress: Progress | None = None) -> ReadStats:
-    """Read every file of `paths` (rotated sets oldest first) into `ingest`."""
+def replay(paths: list[str], ingest: Ingest, progress: Progress | None = None, jobs: int = 1) -> ReadStats:
+    """Read every file of `paths` (rotated sets oldest first) into `ingest`, with up to `jobs`
+    worker processes (`parallel.py`: the same result)."""
     files = expand(paths)
-    stats = ReadStats()
-    lines = read_lines(files, stats, ingest.parser.max_line_bytes)
-    if progress is None:
-        ingest.lines(lines)
+    total = _plain_size(files) if progress is not None else 0
+    parts = plan(files, jobs) if ingest.backfill is None else None
+    if parts is not None:
+        stats = replay_parts(parts, ingest, jobs, progress, total)
     else:
-        total = _plain_size(files)
-        while (first := next(lines, None)) is not None:
-            ingest.lines(chain((first,), islice(lines, PROGRESS_LINES - 1)))
-            progress(stats, total)
+        stats = ReadStats()
+        lines = read_lines(files, stats, ingest.parser.max_line_bytes)
+        report = None if progress is None else lambda: progress(stats, total, ingest.agg.records)
+        feed(lines, ingest, report)
     ingest.agg.skip(SkipReason.TOO_LONG, stats.too_long)
     ingest.agg.skip(SkipReason.UNREADABLE, stats.unreadable)
     ingest.parser.drop_caches()  # everything is read: leave the memory to the exposition

@@ -28,27 +28,26 @@ def test_nothing_on_a_pipe(tmp_path: Path) -> None:
 
 
 def test_progress_callback_sees_the_whole_file() -> None:
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int, int]] = []
     agg = Aggregator()
-    replay([str(SIMPLE)], Ingest(agg, Parser()), lambda stats, total: seen.append((stats.bytes_read, total)))
-    assert seen and seen[-1] == (SIMPLE.stat().st_size, SIMPLE.stat().st_size)
+    replay([str(SIMPLE)], Ingest(agg, Parser()),
+           lambda stats, total, records: seen.append((stats.bytes_read, total, records)))
+    assert seen and seen[-1] == (SIMPLE.stat().st_size, SIMPLE.stat().st_size, 1000)
     assert agg.records == 1000
 
 
 def test_bar_on_a_terminal() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120)
-    agg = Aggregator()
-    agg.records = 12345
-    with ReplayProgress(console, agg, after=0.0) as progress:
-        progress(ReadStats(bytes_read=500_000), 1_000_000)
-        progress(ReadStats(bytes_read=900_000), 1_000_000)
+    with ReplayProgress(console, after=0.0) as progress:
+        progress(ReadStats(bytes_read=500_000), 1_000_000, 12000)
+        progress(ReadStats(bytes_read=900_000), 1_000_000, 12345)
     text = out.getvalue()
     assert "12,345 records" in text
 
 
 def test_no_bar_for_short_replays() -> None:
     out = io.StringIO()
-    with ReplayProgress(Console(file=out, force_terminal=True), Aggregator(), after=60.0) as progress:
-        progress(ReadStats(bytes_read=1), 2)
+    with ReplayProgress(Console(file=out, force_terminal=True), after=60.0) as progress:
+        progress(ReadStats(bytes_read=1), 2, 1)
     assert out.getvalue() == ""

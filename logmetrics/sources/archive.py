@@ -124,6 +124,38 @@ def read_lines(paths: list[str], stats: ReadStats, max_line_bytes: int) -> Itera
             stats.unreadable += 1
 
 
+def read_range(path: str, start: int, end: int | None, stats: ReadStats, max_line_bytes: int) -> Iterator[bytes]:
+    """`read_lines([path])` of the lines of a plain file that start in [start, end) (end None: to
+    the end), `start` being 0 or a position right after a b"\n" (`line_starts`). The lines of the
+    ranges of a file, in order, are the lines of the file."""
+    try:
+        with open(path, "rb", buffering=0) as raw:
+            yield from _split(raw, stats, max_line_bytes, raw.fileno(), start, end)
+    except OSError:
+        stats.unreadable += 1
+
+
+def line_starts(path: str, size: int, n: int) -> list[int]:
+    """Up to n - 1 positions that cut a plain file of `size` bytes into about n ranges, each right
+    after a b"\n" (so the ranges hold whole lines), ascending."""
+    cuts: list[int] = []
+    with open(path, "rb", buffering=0) as f:
+        for k in range(1, n):
+            pos = max(k * size // n, cuts[-1] if cuts else 1)
+            while pos < size:
+                block = os.pread(f.fileno(), 1 << 16, pos - 1)
+                found = block.find(b"\n")
+                if found >= 0 or not block:
+                    pos = pos + found if found >= 0 else size
+                    break
+                pos += len(block)
+            if pos >= size:
+                break
+            if not cuts or pos > cuts[-1]:
+                cuts.append(pos)
+    return cuts
+
+
 def _open(path: str, stack: ExitStack) -> tuple[Readable, int | None] | None:
     """The bytes of `path` (gunzipped), and the descriptor of a plain regular file (read with
     pread, holes skipped), or None for a journal file. A pipe is opened once and never rewound:
@@ -146,13 +178,17 @@ def _open(path: str, stack: ExitStack) -> tuple[Readable, int | None] | None:
     return buffered, None
 
 
-def _split(f: Readable, stats: ReadStats, max_line_bytes: int, fd: int | None = None) -> Iterator[bytes]:
-    """Lines of `f` (of `fd` with pread when given): split at b"\\n" and at NUL runs, a trailing
-    b"\\r" removed, empty lines left out; lines over `max_line_bytes` counted, never held."""
+def _split(
+    f: Readable, stats: ReadStats, max_line_bytes: int, fd: int | None = None, start: int = 0, end: int | None = None
+) -> Iterator[bytes]:
+    """Lines of `f` (of `fd` with pread when given, from `start` to `end`): split at b"\\n" and at
+    NUL runs, a trailing b"\\r" removed, empty lines left out; lines over `max_line_bytes` counted,
+    never held."""
     pending: list[bytes] = []  # pieces of the line not yet ended
     pending_len = 0
     dropping = False  # inside a line that is already too long
-    pos = 0
+    pos = start
+    stop = end if end is not None else 1 << 62
     seek_data = _SEEK_DATA if fd is not None else None
     # read1: what one step gives (gzip: one decompressed block; a pipe: what is there), so a
     # stream that breaks mid-way (a truncated .gz) keeps every line before the break
@@ -170,6 +206,7 @@ def _split(f: Readable, stats: ReadStats, max_line_bytes: int, fd: int | None = 
                         at = pos
                     else:
                         at = max(pos, os.fstat(fd).st_size)
+                at = min(at, stop)
                 if at > pos:  # a hole: zeros, a NUL run, so the line ends here
                     stats.bytes_read += at - pos
                     pos = at
@@ -180,7 +217,7 @@ def _split(f: Readable, stats: ReadStats, max_line_bytes: int, fd: int | None = 
                         if line:
                             yield line
                     pending, pending_len, dropping = [], 0, False
-            chunk = os.pread(fd, _CHUNK, pos)
+            chunk = os.pread(fd, min(_CHUNK, stop - pos), pos)
             pos += len(chunk)
         if not chunk:
             break

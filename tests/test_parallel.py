@@ -1,0 +1,134 @@
+"""Parallel replay (real worker processes): byte ranges cut at line ends hold exactly the file's
+lines, and any number of jobs writes what one process writes, byte for byte."""
+
+from __future__ import annotations
+
+import gzip
+import multiprocessing
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from logmetrics import parallel
+from logmetrics.aggregate import Aggregator
+from logmetrics.errors import LogmetricsError
+from logmetrics.export import exposition
+from logmetrics.parse import Parser
+from logmetrics.pipeline import Filters, Ingest, replay
+from logmetrics.sources.archive import ReadStats, line_starts, read_lines, read_range
+from logmetrics.view import summary_rows
+from tests.test_merge import _many_label_sets
+
+SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "sample-logs"
+
+
+def _messy(seed: int) -> bytes:
+    """Lines with CRLF, NUL runs, blank lines, over-long lines and no final newline."""
+    rng = random.Random(seed)
+    pieces = []
+    for i in range(400):
+        kind = rng.randrange(8)
+        if kind == 0:
+            pieces.append(b"x" * rng.randrange(90, 300) + b"\n")  # over the 100-byte limit below
+        elif kind == 1:
+            pieces.append(b"\0" * rng.randrange(1, 9))
+        elif kind == 2:
+            pieces.append(b"\r\n" if rng.random() < 0.5 else b"\n")
+        else:
+            pieces.append(b'{"n": %d}' % i + (b"\r\n" if kind == 3 else b"\n"))
+    return b"".join(pieces) + b'{"last": 1}'
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ranges_hold_exactly_the_files_lines(tmp_path: Path, seed: int) -> None:
+    path = tmp_path / "f.log"
+    data = _messy(seed)
+    path.write_bytes(data)
+    whole = ReadStats()
+    want = list(read_lines([str(path)], whole, 100))
+    for n in (2, 3, 7, 50):
+        cuts = line_starts(str(path), len(data), n)
+        assert cuts == sorted(set(cuts)) and all(data[c - 1:c] == b"\n" for c in cuts)
+        got: list[bytes] = []
+        parts = ReadStats()
+        bounds: list[int | None] = [0, *cuts, None]
+        for start, end in zip(bounds, bounds[1:], strict=False):
+            got.extend(read_range(str(path), start or 0, end, parts, 100))
+        assert got == want
+        assert (parts.too_long, parts.bytes_read) == (whole.too_long, whole.bytes_read)
+
+
+def test_a_file_without_newlines_is_one_range(tmp_path: Path) -> None:
+    path = tmp_path / "f.log"
+    path.write_bytes(b"y" * 5000)
+    assert line_starts(str(path), 5000, 4) == []
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> list[str]:
+    """Real samples, a gzipped copy, and a larger generated file with many label sets."""
+    shutil.copy(SAMPLES / "litellm-1.109.1" / "requests-runA.jsonl.gz", tmp_path / "a.jsonl.gz")
+    (tmp_path / "b.log").write_bytes(b"\n".join(_many_label_sets(6_000, seed=7)) + b"\n")
+    with gzip.open(tmp_path / "c.log.gz", "wb") as f:
+        f.write((SAMPLES / "generated" / "slp-40.jsonl").read_bytes())
+    return [str(tmp_path / "a.jsonl.gz"), str(tmp_path / "b.log"),
+            str(SAMPLES / "litellm-1.109.1" / "proxy-stdout.log"), str(tmp_path / "c.log.gz"),
+            str(SAMPLES / "generated")]
+
+
+def _replay(
+    paths: list[str], jobs: int, max_series: int, filters: Filters | None = None
+) -> tuple[Aggregator, ReadStats]:
+    agg = Aggregator(max_series=max_series)
+    seen: list[int] = []
+    stats = replay(paths, Ingest(agg, Parser(), filters or Filters()), lambda s, total, n: seen.append(n), jobs)
+    assert seen == sorted(seen)  # records read so far never go back
+    return agg, stats
+
+
+@pytest.mark.parametrize("max_series", [10_000, 150], ids=["uncapped", "capped"])
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_jobs_give_one_process_output(inputs: list[str], monkeypatch: pytest.MonkeyPatch, jobs: int,
+                                      max_series: int) -> None:
+    one, one_stats = _replay(inputs, 1, max_series)
+    monkeypatch.setattr(parallel, "MIN_PART_BYTES", 1 << 16)  # small parts: the plain files are cut
+    parts = parallel.plan(inputs[:2], jobs)
+    assert parts is not None and len(parts) > 2 and any(p.end is not None for p in parts)
+    many, many_stats = _replay(inputs, jobs, max_series)
+    assert exposition(many) == exposition(one)
+    assert summary_rows(many) == summary_rows(one)
+    assert many.series_dropped == one.series_dropped and many.skipped == one.skipped
+    assert many_stats == one_stats
+
+
+def test_filters_apply_in_workers(inputs: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    filters = Filters(models=["m1*", "gpt-4o*"])
+    one, _ = _replay(inputs, 1, 10_000, filters)
+    monkeypatch.setattr(parallel, "MIN_PART_BYTES", 1 << 16)
+    many, _ = _replay(inputs, 2, 10_000, filters)
+    assert exposition(many) == exposition(one) and one.skipped[next(iter(one.skipped))] >= 0
+    assert sum(one.skipped.values()) > 0 and many.records == one.records > 0
+
+
+def test_small_input_stdin_and_one_job_read_in_process(inputs: list[str]) -> None:
+    assert parallel.plan(inputs, 1) is None
+    assert parallel.plan(inputs, 4) is None  # well under 2 x MIN_PART_BYTES
+    assert parallel.plan(["-", *inputs], 4) is None
+
+
+def test_a_worker_that_dies_is_a_one_line_error(inputs: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "MIN_PART_BYTES", 1 << 16)
+    monkeypatch.setattr(parallel, "_read_part", lambda *args: os._exit(3))  # the forked workers inherit it
+    with pytest.raises(LogmetricsError, match=r"worker process died \(exit 3"):
+        _replay(inputs, 2, 10_000)
+
+    def fail(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(parallel, "_read_part", fail)
+    with pytest.raises(RuntimeError, match="a bug"):
+        _replay(inputs, 2, 10_000)
+    assert not multiprocessing.active_children()
