@@ -417,8 +417,11 @@ class Aggregator:
         """Whether `merge(part)` gives exactly what reading part's records here would. Not when the
         part folded something into an overflow series (or row) and this one holds anything: a label
         set the part folded may have a slot here, and the part no longer knows which it was."""
-        folded = any(part._dropped_kinds.values()) or bool(part._dropped_families) or OVERFLOW in part._models
-        return not folded or not (self._acc or self._models or self.state or self.access_lines)
+        return not part.folded() or not (self._acc or self._models or self.state or self.access_lines)
+
+    def folded(self) -> bool:
+        """Whether anything was folded into an overflow series (or view row)."""
+        return any(self._dropped_kinds.values()) or bool(self._dropped_families) or OVERFLOW in self._models
 
     def merge(self, part: Aggregator) -> None:
         """Add `part` (an `Aggregator(part=True)` with the same settings that read the records that

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
+import shutil
 import signal
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -127,18 +130,29 @@ class Settings:
     filters: Filters
 
 
-def _worker(part: Part, settings: Settings, shared: Any, conn: Connection) -> None:
-    """A worker process: read one part, send back its aggregator and read stats (or the error)."""
+class _Folded(Exception):
+    """A part after the first folded label sets: the parent will read it itself (can_merge)."""
+
+
+def _worker(part: Part, first: bool, settings: Settings, shared: Any, out: str, conn: Connection) -> None:
+    """A worker process: read one part, pickle its aggregator and read stats to the file `out`
+    (read back without holding the pickle in memory), then say how it went: "ok", "folded" or the
+    error."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        result: object = _read_part(part, settings, shared)
+        result = _read_part(part, first, settings, shared)
+        with open(out, "wb") as f:
+            pickle.dump(result, f, pickle.HIGHEST_PROTOCOL)
+        status: object = "ok"
+    except _Folded:
+        status = "folded"
     except Exception as e:  # a bug: the parent raises it
-        result = e
-    conn.send(result)
+        status = e
+    conn.send(status)
     conn.close()
 
 
-def _read_part(part: Part, settings: Settings, shared: Any) -> tuple[Aggregator, ReadStats]:
+def _read_part(part: Part, first: bool, settings: Settings, shared: Any) -> tuple[Aggregator, ReadStats]:
     from logmetrics.parse import Parser
     from logmetrics.pipeline import Ingest
 
@@ -149,6 +163,8 @@ def _read_part(part: Part, settings: Settings, shared: Any) -> tuple[Aggregator,
     reported = [0, 0]
 
     def report() -> None:  # the parent's progress bar sums what the workers read so far
+        if not first and agg.folded():
+            raise _Folded  # stop early: this part will be read again, in order
         with shared.get_lock():
             shared[0] += stats.bytes_read - reported[0]
             shared[1] += agg.records - reported[1]
@@ -178,6 +194,7 @@ def replay_parts(
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     shared = context.Array("q", 2)  # bytes read, records: of the parts not merged yet
     running: dict[int, tuple[BaseProcess, Connection]] = {}
+    scratch = tempfile.mkdtemp(prefix="logmetrics-replay-")
     stats = ReadStats()
     unreadable: set[str] = set()
     rest: list[Part] = []
@@ -186,8 +203,8 @@ def replay_parts(
             for j in range(i, min(len(parts), i + jobs)):  # keep `jobs` workers busy, in input order
                 if j not in running:
                     receiver, sender = context.Pipe(duplex=False)
-                    worker: BaseProcess = context.Process(
-                        target=_worker, args=(parts[j], settings, shared, sender), daemon=True)
+                    worker: BaseProcess = context.Process(target=_worker, daemon=True, args=(
+                        parts[j], j == 0, settings, shared, os.path.join(scratch, str(j)), sender))
                     worker.start()
                     sender.close()
                     running[j] = (worker, receiver)
@@ -206,8 +223,11 @@ def replay_parts(
                 process.join()
             if isinstance(result, Exception):
                 raise result
-            part_agg, part_stats = result
-            if not agg.can_merge(part_agg):
+            if result == "ok":
+                with open(os.path.join(scratch, str(i)), "rb") as f:
+                    part_agg, part_stats = pickle.load(f)
+                os.unlink(f.name)
+            if result != "ok" or not agg.can_merge(part_agg):
                 rest = parts[i:]
                 break
             agg.merge(part_agg)
@@ -220,6 +240,7 @@ def replay_parts(
             process.kill()
             process.join()
             receiver.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     for part in rest:  # in order, here, as one process reads them
         part_stats = ReadStats()
 
