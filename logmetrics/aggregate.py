@@ -103,6 +103,10 @@ class Histogram:
     def count(self) -> int:
         return sum(self.counts)
 
+    def __add__(self, other: Histogram) -> Histogram:
+        return Histogram([a + b for a, b in zip(self.counts, other.counts, strict=True)],
+                         self.sum_exact + other.sum_exact)
+
 
 @dataclass
 class ModelStats:
@@ -475,12 +479,8 @@ class Aggregator:
             for i, value in enumerate(acc):
                 if isinstance(value, Histogram):
                     h = have[i]
-                    if h is None:
-                        have[i] = value
-                    else:
-                        assert isinstance(h, Histogram)
-                        h.counts = [a + b for a, b in zip(h.counts, value.counts, strict=True)]
-                        h.sum_exact += value.sum_exact
+                    assert h is None or isinstance(h, Histogram)
+                    have[i] = value if h is None else h + value
                 elif value is not None:
                     have[i] += value  # type: ignore[operator]
 
@@ -667,8 +667,7 @@ def _merge(
             values[key] = value  # the accumulator's own: a projection is read, never written
         else:
             assert isinstance(have, Histogram)
-            counts = [a + b for a, b in zip(have.counts, value.counts, strict=True)]
-            values[key] = Histogram(counts, have.sum_exact + value.sum_exact)
+            values[key] = have + value
     else:
         assert isinstance(value, (int, float))
         values[key] = values.get(key, zero) + value  # type: ignore[operator]

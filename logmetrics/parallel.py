@@ -243,11 +243,8 @@ def replay_parts(
         shutil.rmtree(scratch, ignore_errors=True)
     for part in rest:  # in order, here, as one process reads them
         part_stats = ReadStats()
-
-        def report(part_stats: ReadStats = part_stats) -> None:
-            if progress is not None:
-                progress(ReadStats(bytes_read=stats.bytes_read + part_stats.bytes_read), total, agg.records)
-
+        report = None if progress is None else lambda read=part_stats: progress(
+            ReadStats(bytes_read=stats.bytes_read + read.bytes_read), total, agg.records)
         feed(part_lines(part, part_stats, ingest.parser.max_line_bytes), ingest, report)
         _add(stats, part_stats, part, unreadable)
     stats.unreadable += len(unreadable)
