@@ -54,6 +54,7 @@ _FED_BY = {kind: tuple(f.name for f in FAMILIES if any(feed.kind is kind for fee
 OVERFLOW = "overflow"
 _OVERFLOW_LABELS = Labels(**dict.fromkeys(Labels.__struct_fields__, OVERFLOW))
 DEFAULT_MAX_SERIES = 10_000
+_FOLDED_SLOTS = 1_024  # folded signatures the hot loop remembers
 STATE_FAMILY = "litellm_deployment_state"
 ACCESS_FAMILY = "logmetrics_http_access_lines"
 StateKey = tuple[str | None, ...]  # litellm_deployment_state's label values
@@ -179,9 +180,12 @@ class Aggregator:
     def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES, by: str = "model", part: bool = False) -> None:
         self.max_series = max_series
         self.by = by  # view grouping: "model" (requested model) or "deployment"
-        # hot-loop cache: signature -> (its accumulator, its view row, folded into overflow?),
-        # bounded (see _slot). Reset whenever `acc` or `models` is replaced.
+        # hot-loop caches: signature -> (its accumulator, its view row, folded into overflow?); the
+        # signatures that have an accumulator (at most max_series + a few overflow ones), and a
+        # bounded few of those folded into overflow (see _slot). Reset whenever `acc` or `models` is
+        # replaced.
         self._slots: dict[Signature, tuple[list[object], ModelStats | None, bool]] = {}
+        self._folded_slots: dict[Signature, tuple[list[object], ModelStats | None, bool]] = {}
         self._acc: dict[Signature, list[object]] = {}
         self._models: dict[str, ModelStats] = {}
         self.state: dict[StateKey, int] = {}
@@ -208,7 +212,7 @@ class Aggregator:
     @acc.setter
     def acc(self, value: dict[Signature, list[object]]) -> None:
         self._acc = value
-        self._slots.clear()
+        self.drop_caches()
 
     @property
     def models(self) -> dict[str, ModelStats]:
@@ -218,7 +222,7 @@ class Aggregator:
     @models.setter
     def models(self, value: dict[str, ModelStats]) -> None:
         self._models = value
-        self._slots.clear()
+        self.drop_caches()
 
     @property
     def series_dropped(self) -> dict[str, int]:
@@ -249,8 +253,9 @@ class Aggregator:
             self._log(result)
 
     def drop_caches(self) -> None:
-        """Forget the hot loop's cache (it refills as events come): frees memory for a final render."""
+        """Forget the hot loop's caches (they refill as events come): frees memory for a final render."""
         self._slots.clear()
+        self._folded_slots.clear()
 
     def skip(self, reason: SkipReason, n: int = 1) -> None:
         self.skipped[reason] += n
@@ -305,8 +310,12 @@ class Aggregator:
 
     def _slot(self, sig: Signature, e: RequestEvent) -> tuple[list[object], ModelStats | None, bool]:
         """The accumulator and view row of a signature not in the hot-loop cache (the signature
-        decides both), and whether it is folded into the overflow series. The cache holds folded
-        signatures too, up to a bound: their number is the input's to choose."""
+        decides both), and whether it is folded into the overflow series. Folded signatures are
+        cached too, a bounded few: their number is the input's to choose, and each one keeps its
+        label sets alive (memory at the cap: `bench/README.md`)."""
+        slot = self._folded_slots.get(sig)
+        if slot is not None:
+            return slot
         key = sig
         acc = self._acc.get(key)
         if acc is None:
@@ -316,9 +325,12 @@ class Aggregator:
             if acc is None:
                 acc = self._acc[key] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None, None, None, None]
         slot = (acc, self._view_row(e), key is not sig)
-        if len(self._slots) >= 2 * self.max_series + 64:
-            self._slots.clear()
-        self._slots[sig] = slot
+        if key is sig:
+            self._slots[sig] = slot
+        else:
+            if len(self._folded_slots) >= _FOLDED_SLOTS:
+                self._folded_slots.clear()
+            self._folded_slots[sig] = slot
         return slot
 
     def _success(self, e: RequestEvent, acc: list[object]) -> None:
@@ -427,11 +439,13 @@ class Aggregator:
         """Whether anything was folded into an overflow series (or view row)."""
         return any(self._dropped_kinds.values()) or bool(self._dropped_families) or OVERFLOW in self._models
 
-    def merge(self, part: Aggregator) -> None:
+    def merge(self, part: Aggregator, accs: Iterable[tuple[Signature, list[object]]] | None = None) -> None:
         """Add `part` (an `Aggregator(part=True)` with the same settings that read the records that
         come right after this one's; `can_merge(part)` must hold) as if this aggregator had read them
         itself: the same series in the same order, the same folding into overflow series under the
         cap, the same sums (they are exact). `part` is used up: its accumulators become this one's.
+        `accs`, when given, are part's accumulators in their order (`part.acc` then holds none):
+        parallel replay streams them in, so that two whole states are never in memory at once.
 
         Label sets (deployments, routes, view rows) get a slot in the order they first come while
         there is room, as in one run; the part has each of its own apart, so the ones that find no
@@ -441,7 +455,7 @@ class Aggregator:
             raise ValueError("merge takes a part aggregator with the same max_series and by")
         if not self.can_merge(part):
             raise ValueError("the part folded label sets into overflow series: read its records here instead")
-        self._slots.clear()
+        self.drop_caches()
         self.records += part.records
         for reason, n in part.skipped.items():
             self.skipped[reason] += n
@@ -453,7 +467,7 @@ class Aggregator:
             self._dropped_families[name] = self._dropped_families.get(name, 0) + n
         for t in (part.oldest_time, part.newest_time):
             self._saw(t)
-        self._merge_acc(part._acc)
+        self._merge_acc(part._acc.items() if accs is None else accs)
         self._merge_models(part._models)
         self._merge_state(part.state, part._state_records)
         for (route, status), n in part.access_lines.items():
@@ -463,8 +477,8 @@ class Aggregator:
                 self._dropped_families[ACCESS_FAMILY] = self._dropped_families.get(ACCESS_FAMILY, 0) + n
             self.access_lines[key] = self.access_lines.get(key, 0) + n
 
-    def _merge_acc(self, accs: dict[Signature, list[object]]) -> None:
-        for sig, acc in accs.items():
+    def _merge_acc(self, accs: Iterable[tuple[Signature, list[object]]]) -> None:
+        for sig, acc in accs:
             have = self._acc.get(sig)
             if have is None:
                 key = self._overflow(sig)

@@ -1,15 +1,15 @@
 """Parallel replay: parts of the input (files, and byte ranges of large plain files cut at line
-ends) are read by worker processes into part aggregators, which are merged in input order
-(`Aggregator.merge`). The output is what one process writes, byte for byte: merging keeps one
-run's series order and cap folding, and sums are exact. A part that had to fold label sets into
-overflow series cannot be merged exactly once anything came before it: from that part on, the
-rest of the input is read here, in order, as one process would (high-cardinality input gains
-nothing from parallelism, and loses nothing either).
+ends) are read at once: the first by this process, the others by worker processes into part
+aggregators, merged in input order (`Aggregator.merge`) and streamed in, so that memory holds one
+whole state and a chunk of another. The output is what one process writes, byte for byte:
+merging keeps one run's series order and cap folding, and sums are exact. A part that had to fold
+label sets into overflow series cannot be merged exactly once anything came before it: from that
+part on, the rest of the input is read here, in order, as one process would (high-cardinality
+input gains nothing from parallelism, and loses nothing either).
 
 Used by `pipeline.replay` for regular files only (stdin and pipes are read in order), without
 `--openmetrics-out` (its snapshots follow the records' order).
 """
-
 from __future__ import annotations
 
 import multiprocessing
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from logmetrics.aggregate import Aggregator
 from logmetrics.errors import LogmetricsError
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from logmetrics.pipeline import Filters, Ingest
 
 MIN_PART_BYTES = 16 << 20  # less is not worth a process
+ACC_CHUNK = 256  # accumulators per pickle from a worker
 PROGRESS_LINES = 16_384
 
 
@@ -131,18 +132,16 @@ class Settings:
 
 
 class _Folded(Exception):
-    """A part after the first folded label sets: the parent will read it itself (can_merge)."""
+    """A worker's part folded label sets: the parent will read it itself (can_merge)."""
 
 
-def _worker(part: Part, first: bool, settings: Settings, shared: Any, out: str, conn: Connection) -> None:
-    """A worker process: read one part, pickle its aggregator and read stats to the file `out`
-    (read back without holding the pickle in memory), then say how it went: "ok", "folded" or the
-    error."""
+def _worker(part: Part, settings: Settings, shared: Any, out: str, conn: Connection) -> None:
+    """A worker process: read one part, write its aggregator and read stats to the file `out`
+    (`_write_part`), then say how it went: "ok", "folded" or the error."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        result = _read_part(part, first, settings, shared)
-        with open(out, "wb") as f:
-            pickle.dump(result, f, pickle.HIGHEST_PROTOCOL)
+        agg, stats = _read_part(part, settings, shared)
+        _write_part(out, agg, stats)
         status: object = "ok"
     except _Folded:
         status = "folded"
@@ -152,7 +151,7 @@ def _worker(part: Part, first: bool, settings: Settings, shared: Any, out: str, 
     conn.close()
 
 
-def _read_part(part: Part, first: bool, settings: Settings, shared: Any) -> tuple[Aggregator, ReadStats]:
+def _read_part(part: Part, settings: Settings, shared: Any) -> tuple[Aggregator, ReadStats]:
     from logmetrics.parse import Parser
     from logmetrics.pipeline import Ingest
 
@@ -163,8 +162,8 @@ def _read_part(part: Part, first: bool, settings: Settings, shared: Any) -> tupl
     reported = [0, 0]
 
     def report() -> None:  # the parent's progress bar sums what the workers read so far
-        if not first and agg.folded():
-            raise _Folded  # stop early: this part will be read again, in order
+        if agg.folded():
+            raise _Folded  # stop early: the parent will read this part, in order
         with shared.get_lock():
             shared[0] += stats.bytes_read - reported[0]
             shared[1] += agg.records - reported[1]
@@ -176,20 +175,58 @@ def _read_part(part: Part, first: bool, settings: Settings, shared: Any) -> tupl
     return agg, stats
 
 
+def _write_part(path: str, agg: Aggregator, stats: ReadStats) -> None:
+    """The aggregator without its accumulators and the read stats, then the accumulators in
+    pickles of ACC_CHUNK: the worker's pickle memo and the parent's share of the part in memory
+    (`_merge_from`) stay one chunk."""
+    accs = agg.acc
+    agg.acc = {}
+    with open(path, "wb") as f:
+        pickle.dump((agg, stats), f, pickle.HIGHEST_PROTOCOL)
+        items = iter(accs.items())
+        while chunk := list(islice(items, ACC_CHUNK)):
+            pickle.dump(chunk, f, pickle.HIGHEST_PROTOCOL)
+
+
+def _merge_from(path: str, agg: Aggregator) -> ReadStats | None:
+    """Merge the part `_write_part` wrote to `path` into `agg`: its read stats, or None (nothing
+    merged) when it cannot be merged exactly."""
+    with open(path, "rb") as f:
+        part, stats = pickle.load(f)
+        assert isinstance(part, Aggregator) and isinstance(stats, ReadStats)
+        if not agg.can_merge(part):
+            return None
+        agg.merge(part, _chunks(f))
+    os.unlink(path)
+    return stats
+
+
+def _chunks(f: BinaryIO) -> Iterator[tuple[Any, list[object]]]:
+    while True:
+        try:
+            chunk = pickle.load(f)
+        except EOFError:
+            return
+        yield from chunk
+
+
 Progress = Callable[[ReadStats, int, int], None]
 
 
 def replay_parts(
     parts: list[Part], ingest: Ingest, jobs: int, progress: Progress | None, total: int
 ) -> ReadStats:
-    """Read `parts` with up to `jobs` worker processes at a time into `ingest.agg`, merged in order.
+    """Read `parts` into `ingest.agg` with `jobs` processes: this one reads the first part itself
+    while worker processes read the next ones (up to `jobs` at a time once the first is read); their
+    aggregators are merged in order.
 
     One process per part, each sending its result over its own pipe, whose writing end only the
     worker holds: a worker that dies (killed, out of memory) is an EOF here, never a hang."""
     from logmetrics.pipeline import Filters
 
     agg = ingest.agg
-    settings = Settings(agg.max_series, agg.by, ingest.parser.max_line_bytes, ingest.parser.end_user_label,
+    max_line_bytes = ingest.parser.max_line_bytes
+    settings = Settings(agg.max_series, agg.by, max_line_bytes, ingest.parser.end_user_label,
                         ingest.filters or Filters())
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     shared = context.Array("q", 2)  # bytes read, records: of the parts not merged yet
@@ -197,21 +234,31 @@ def replay_parts(
     scratch = tempfile.mkdtemp(prefix="logmetrics-replay-")
     stats = ReadStats()
     unreadable: set[str] = set()
-    rest: list[Part] = []
+
+    def start(first: int, last: int) -> None:  # workers for parts[first:last], in input order
+        for j in range(first, min(len(parts), last)):
+            if j not in running:
+                receiver, sender = context.Pipe(duplex=False)
+                worker: BaseProcess = context.Process(target=_worker, daemon=True, args=(
+                    parts[j], settings, shared, os.path.join(scratch, str(j)), sender))
+                worker.start()
+                sender.close()
+                running[j] = (worker, receiver)
+
+    def report(read: ReadStats) -> None:
+        if progress is not None:
+            progress(ReadStats(bytes_read=stats.bytes_read + read.bytes_read + shared[0]), total,
+                     agg.records + shared[1])
+
+    rest = len(parts)
     try:
-        for i, part in enumerate(parts):
-            for j in range(i, min(len(parts), i + jobs)):  # keep `jobs` workers busy, in input order
-                if j not in running:
-                    receiver, sender = context.Pipe(duplex=False)
-                    worker: BaseProcess = context.Process(target=_worker, daemon=True, args=(
-                        parts[j], j == 0, settings, shared, os.path.join(scratch, str(j)), sender))
-                    worker.start()
-                    sender.close()
-                    running[j] = (worker, receiver)
+        start(1, jobs)
+        _read_here(parts[0], ingest, stats, unreadable, report if progress is not None else None)
+        for i in range(1, len(parts)):
+            start(i, i + jobs)
             process, receiver = running.pop(i)
             while not receiver.poll(0.25):
-                if progress is not None:
-                    progress(ReadStats(bytes_read=stats.bytes_read + shared[0]), total, agg.records + shared[1])
+                report(ReadStats())
             try:
                 result = receiver.recv()
             except EOFError:
@@ -223,32 +270,35 @@ def replay_parts(
                 process.join()
             if isinstance(result, Exception):
                 raise result
-            if result == "ok":
-                with open(os.path.join(scratch, str(i)), "rb") as f:
-                    part_agg, part_stats = pickle.load(f)
-                os.unlink(f.name)
-            if result != "ok" or not agg.can_merge(part_agg):
-                rest = parts[i:]
+            records = agg.records
+            part_stats = _merge_from(os.path.join(scratch, str(i)), agg) if result == "ok" else None
+            if part_stats is None:
+                rest = i
                 break
-            agg.merge(part_agg)
             with shared.get_lock():  # merged: counted in stats and agg from now on
                 shared[0] -= part_stats.bytes_read
-                shared[1] -= part_agg.records
-            _add(stats, part_stats, part, unreadable)
+                shared[1] -= agg.records - records
+            _add(stats, part_stats, parts[i], unreadable)
     finally:
         for process, receiver in running.values():
             process.kill()
             process.join()
             receiver.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    for part in rest:  # in order, here, as one process reads them
-        part_stats = ReadStats()
-        report = None if progress is None else lambda read=part_stats: progress(
-            ReadStats(bytes_read=stats.bytes_read + read.bytes_read), total, agg.records)
-        feed(part_lines(part, part_stats, ingest.parser.max_line_bytes), ingest, report)
-        _add(stats, part_stats, part, unreadable)
+    for part in parts[rest:]:  # in order, here, as one process reads them
+        _read_here(part, ingest, stats, unreadable, None if progress is None else lambda read: progress(
+            ReadStats(bytes_read=stats.bytes_read + read.bytes_read), total, agg.records))
     stats.unreadable += len(unreadable)
     return stats
+
+
+def _read_here(part: Part, ingest: Ingest, stats: ReadStats, unreadable: set[str],
+               report: Callable[[ReadStats], None] | None) -> None:
+    """Read `part` into `ingest` in this process, adding its read stats to `stats`."""
+    read = ReadStats()
+    feed(part_lines(part, read, ingest.parser.max_line_bytes), ingest,
+         None if report is None else lambda: report(read))
+    _add(stats, read, part, unreadable)
 
 
 def _add(stats: ReadStats, read: ReadStats, part: Part, unreadable: set[str]) -> None:

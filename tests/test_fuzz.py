@@ -33,7 +33,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from logmetrics import records
+from logmetrics import aggregate, records
 from logmetrics.aggregate import Aggregator
 from logmetrics.events import LABEL_NAMES, MAX_VALUE, LogEvent, RequestEvent, Skip
 from logmetrics.export import exposition
@@ -337,7 +337,8 @@ def test_overflow_caches_stay_bounded() -> None:
     for i in range(3_000):
         agg.add(PARSER.parse(b'{"status":"success","call_type":"acompletion","model":"m","model_group":"g",'
                              b'"metadata":{"user_api_key_hash":"k%d","requester_ip_address":"ip%d"}}' % (i, i)))
-    assert len(agg._slots) <= 2 * 5 + 64
+    assert len(agg._slots) <= len(agg.acc) <= 5 + 1
+    assert 0 < len(agg._folded_slots) <= aggregate._FOLDED_SLOTS < 3_000 - 5
     assert len(slp._STRINGS) <= slp._MAX_STRINGS
     assert agg.series_dropped["litellm_requests_metric"] == 3_000 - 5
     assert sum(acc[0] for acc in agg.acc.values()) == 3_000

@@ -95,6 +95,7 @@ def test_jobs_give_one_process_output(inputs: list[str], monkeypatch: pytest.Mon
                                       max_series: int) -> None:
     one, one_stats = _replay(inputs, 1, max_series)
     monkeypatch.setattr(parallel, "MIN_PART_BYTES", 1 << 16)  # small parts: the plain files are cut
+    monkeypatch.setattr(parallel, "ACC_CHUNK", 7)  # a part's accumulators come in many pickles
     parts = parallel.plan(inputs[:2], jobs)
     assert parts is not None and len(parts) > 2 and any(p.end is not None for p in parts)
     many, many_stats = _replay(inputs, jobs, max_series)
