@@ -51,31 +51,36 @@ class Runs:
         return f"{self.rate():,.0f} ({self.rate('min'):,.0f}-{self.rate('max'):,.0f})"
 
 
-TREE_PEAK: dict[str, float] = {}  # command line -> peak RSS of its whole process tree (MB), sampled
+# command line -> peaks of its whole process tree (MB, sampled): the sum of VmRSS, and of Pss (pages
+# shared by forked workers counted once, split between them)
+TREE_PEAK: dict[str, tuple[float, float]] = {}
 
 
-def _tree_rss(pid: int) -> float:
-    """VmRSS of `pid` and all its descendants, MB (0 once it is gone)."""
-    total, todo = 0, [pid]
+def _tree_memory(pid: int) -> tuple[float, float]:
+    """VmRSS and Pss of `pid` and all its descendants, MB (0 once it is gone)."""
+    rss = pss = 0
+    todo = [pid]
     while todo:
         p = todo.pop()
         try:
             with open(f"/proc/{p}/status") as f:
-                total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+                rss += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                pss += next((int(line.split()[1]) for line in f if line.startswith("Pss:")), 0)
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as f:
                     todo.extend(int(c) for c in f.read().split())
         except (OSError, ValueError):
             continue
-    return total / 1024
+    return rss / 1024, pss / 1024
 
 
 def timed(cmd: list[str], out: Path | None = None, env: dict[str, str] | None = None) -> tuple[float, float]:
     """Run `cmd` (stdout to `out` or /dev/null); its wall seconds and peak RSS in MB (the largest of its
-    processes, ru_maxrss). The peak of the sum over its process tree (workers of a parallel replay),
-    sampled every 20 ms, goes to TREE_PEAK."""
+    processes, ru_maxrss). The peaks of the sums over its process tree (workers of a parallel replay),
+    sampled every 20 ms, go to TREE_PEAK."""
     stdout = open(out, "wb") if out else subprocess.DEVNULL  # noqa: SIM115
-    peak = [0.0]
+    peak = [0.0, 0.0]
     try:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, env=env)
@@ -83,7 +88,7 @@ def timed(cmd: list[str], out: Path | None = None, env: dict[str, str] | None = 
 
         def sample() -> None:
             while not done.wait(0.02):
-                peak[0] = max(peak[0], _tree_rss(proc.pid))
+                peak[:] = map(max, peak, _tree_memory(proc.pid))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -100,7 +105,7 @@ def timed(cmd: list[str], out: Path | None = None, env: dict[str, str] | None = 
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{err.decode(errors='replace')[-2000:]}")
     key = " ".join(cmd)
-    TREE_PEAK[key] = max(TREE_PEAK.get(key, 0.0), peak[0])
+    TREE_PEAK[key] = tuple(map(max, TREE_PEAK.get(key, (0.0, 0.0)), peak))  # type: ignore[assignment]
     return wall, usage.ru_maxrss / 1024
 
 
@@ -256,8 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     peak = max(max(r["replay simple"].rss), max(r["replay slp"].rss), *(x[2] for x in rss))
     rows.append(("peak RSS < 60 MB (replay, any input; largest process)", f"{peak:.1f} MB", "", peak < 60))
-    tree = max((v for k, v in TREE_PEAK.items() if " replay " in k and "--jobs" not in k), default=0.0)
-    rows.append(("  the same, all processes of a parallel replay together (sampled)", f"{tree:.1f} MB", "", tree < 60))
+    trees = [v for k, v in TREE_PEAK.items() if " replay " in k and "--jobs" not in k] or [(0.0, 0.0)]
+    tree_rss, tree_pss = max(rss for rss, _ in trees), max(pss for _, pss in trees)
+    rows.append(("  the same, all processes of a parallel replay together (sampled): Pss (RSS)",
+                 f"{tree_pss:.1f} MB ({tree_rss:.1f} MB)", "", tree_pss < 60))
     if len(rss) >= 2:
         growth = rss[-1][2] - rss[0][2]
         rows.append((f"RSS flat {rss[0][0]:,} -> {rss[-1][0]:,} records", f"{rss[0][2]:.1f} -> {rss[-1][2]:.1f} MB",
