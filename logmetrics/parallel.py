@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from logmetrics.aggregate import Aggregator
 from logmetrics.errors import LogmetricsError
-from logmetrics.sources.archive import GZIP_MAGIC, ReadStats, line_starts, read_lines, read_range
-from logmetrics.sources.journald import JOURNAL_MAGIC
+from logmetrics.sources.archive import ReadStats, line_starts, read_lines, read_range, regular_file
 
 if TYPE_CHECKING:
     from logmetrics.pipeline import Filters, Ingest
@@ -67,14 +66,10 @@ def plan(files: list[str], jobs: int) -> list[Part] | None:
     sizes: list[tuple[str, int, bool]] = []
     try:
         for path in files:
-            if path == "-":
+            kind = regular_file(path)
+            if kind is None:
                 return None
-            st = os.stat(path)
-            if not os.path.isfile(path):
-                return None
-            with open(path, "rb") as f:
-                head = f.read(len(JOURNAL_MAGIC))
-            sizes.append((path, st.st_size, head[:2] != GZIP_MAGIC and head != JOURNAL_MAGIC))
+            sizes.append((path, *kind))
     except OSError:
         return None
     total = sum(size for _, size, _ in sizes)

@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import fnmatch
-import os
-import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -17,8 +15,7 @@ from logmetrics.events import EventKind, LogEvent, ParseResult, RequestEvent, Sk
 from logmetrics.export import OpenMetricsBackfill
 from logmetrics.parallel import feed, plan, replay_parts
 from logmetrics.parse import LEVELS, Parser
-from logmetrics.sources.archive import GZIP_MAGIC, ReadStats, expand, read_lines
-from logmetrics.sources.journald import JOURNAL_MAGIC
+from logmetrics.sources.archive import ReadStats, expand, read_lines, regular_file
 
 _FILTERED = Skip(SkipReason.FILTERED)
 _RANK = {name: i for i, name in enumerate(LEVELS)}
@@ -134,15 +131,11 @@ def _plain_size(files: list[str]) -> int:
     """Bytes the files hold when all are plain regular files (what reading them will count), else 0."""
     total = 0
     for path in files:
-        if path == "-":
-            return 0
         try:
-            st = os.stat(path)
-            with open(path, "rb") as f:
-                head = f.read(len(JOURNAL_MAGIC))
+            kind = regular_file(path)
         except OSError:
             return 0
-        if not stat.S_ISREG(st.st_mode) or head[:2] == GZIP_MAGIC or head == JOURNAL_MAGIC:
+        if kind is None or not kind[1]:
             return 0
-        total += st.st_size
+        total += kind[0]
     return total

@@ -38,9 +38,9 @@ from logmetrics.errors import LogmetricsError, SourceError, UsageError
 from logmetrics.events import EventKind, LogEvent, RequestEvent, Skip, SkipReason
 from logmetrics.parse import _PLAIN_LEVEL, DEFAULT_MAX_LINE_BYTES, LEVELS, Parser, _log_event
 from logmetrics.pipeline import Filters
-from logmetrics.sources.archive import GZIP_MAGIC, ReadStats, expand, read_lines, rotation_key
+from logmetrics.sources.archive import ReadStats, expand, read_lines, regular_file, rotation_key
 from logmetrics.sources.file import FileFollower
-from logmetrics.sources.journald import JournalFollower, is_journal_file
+from logmetrics.sources.journald import JournalFollower
 
 Shown = RequestEvent | LogEvent | Skip
 Segments = list[tuple[str, str]]  # (text, style name); view.LINE_STYLES maps names to colours
@@ -154,14 +154,12 @@ def read_range(path: str, start: int, end: int | None, max_line: int) -> Iterato
 
 
 def _plain(path: str) -> bool:
-    """A regular file that can be read backwards (not stdin, gzip or a journal file)."""
-    if path == "-" or is_journal_file(path):
-        return False
+    """A regular file that can be read backwards (not stdin, a pipe, gzip or a journal file)."""
     try:
-        with open(path, "rb") as f:
-            return f.read(2) != GZIP_MAGIC and os.path.isfile(path)
+        kind = regular_file(path)
     except OSError:
         return False
+    return kind is not None and kind[1]
 
 
 def last_shown(files: list[str], n: int, select: Select, parser: Parser, max_line: int,

@@ -7,6 +7,7 @@ appends to them. Tests poll for conditions with a deadline; none sleeps blindly.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -21,7 +22,8 @@ import pytest
 from journal_util import SAMPLES, Entry, journal_remote, sample_journal, stream_to_journal, write_journal
 
 from logmetrics.errors import SourceError
-from logmetrics.sources.journald import JournalFollower, _LineSplitter, is_journal_file, read_journal_file
+from logmetrics.sources.archive import regular_file
+from logmetrics.sources.journald import JournalFollower, _LineSplitter, read_journal_file
 
 # Skipped on a developer's machine without them; in CI (CI=true) a missing install step fails.
 real = pytest.mark.skipif(
@@ -173,13 +175,19 @@ def test_argv(kwargs: dict[str, object], tail: list[str]) -> None:
     assert argv[6:] == tail
 
 
-def test_is_journal_file(tmp_path: Path) -> None:
+def test_journal_gzip_and_plain_files_are_told_apart_and_pipes_never_opened(tmp_path: Path) -> None:
     (tmp_path / "x.journal").write_bytes(b"LPKSHHRH" + bytes(100))
     (tmp_path / "y.log").write_bytes(b"{}\n")
-    assert is_journal_file(tmp_path / "x.journal")
-    assert not is_journal_file(tmp_path / "y.log")
-    assert not is_journal_file(SAMPLES / "journald-export-stream.bin")
-    assert not is_journal_file(tmp_path / "missing.journal")
+    (tmp_path / "z.gz").write_bytes(gzip.compress(b"{}\n"))
+    os.mkfifo(tmp_path / "fifo")  # opening it would wait for a writer: this test would hang
+    assert regular_file(str(tmp_path / "x.journal")) == (108, False)
+    assert regular_file(str(tmp_path / "y.log")) == (3, True)
+    assert regular_file(str(tmp_path / "z.gz")) == ((tmp_path / "z.gz").stat().st_size, False)
+    export = SAMPLES / "journald-export-stream.bin"  # `journalctl -o export`: text lines, not a journal file
+    assert regular_file(str(export)) == (export.stat().st_size, True)
+    assert regular_file(str(tmp_path / "fifo")) is None and regular_file("-") is None
+    with pytest.raises(FileNotFoundError):
+        regular_file(str(tmp_path / "missing.journal"))
 
 
 def test_missing_journalctl_is_a_clear_error(tmp_path: Path) -> None:
@@ -196,7 +204,7 @@ def test_missing_journalctl_is_a_clear_error(tmp_path: Path) -> None:
 @real
 def test_read_sample_journal_matches_captured_json(tmp_path: Path) -> None:
     path = sample_journal(tmp_path)
-    assert is_journal_file(path)
+    assert regular_file(str(path)) == (path.stat().st_size, False)
     got = [json.loads(x) for x in read_journal_file(path)]
     want = [json.loads(x) for x in (SAMPLES / "journald.json").read_bytes().splitlines()]
     assert got == want

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from rich.console import Console
@@ -34,6 +36,26 @@ def test_progress_callback_sees_the_whole_file() -> None:
            lambda stats, total, records: seen.append((stats.bytes_read, total, records)))
     assert seen and seen[-1] == (SIMPLE.stat().st_size, SIMPLE.stat().st_size, 1000)
     assert agg.records == 1000
+
+
+def test_a_fifo_with_progress_is_read_whole(tmp_path: Path) -> None:
+    """Sizing the input for the bar must not open a pipe: that would wait for the writer and take
+    the first bytes away from the replay."""
+    fifo = tmp_path / "requests.fifo"
+    os.mkfifo(fifo)
+    data = SIMPLE.read_bytes()
+
+    def write() -> None:
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    seen: list[int] = []
+    agg = Aggregator()
+    replay([str(fifo)], Ingest(agg, Parser()), lambda stats, total, records: seen.append(total))
+    writer.join(10)
+    assert agg.records == 1000 and set(seen) == {0}  # a pipe's size is not known: no ETA
 
 
 def test_bar_on_a_terminal() -> None:

@@ -156,6 +156,20 @@ def line_starts(path: str, size: int, n: int) -> list[int]:
     return cuts
 
 
+def regular_file(path: str) -> tuple[int, bool] | None:
+    """A regular file's size and whether it is plain (read as it is: not gzip, not a journal file);
+    None for stdin ("-") and anything not a regular file, which is never opened here (opening a FIFO
+    waits for a writer, and a read would take its bytes from the replay). Raises OSError."""
+    if path == "-":
+        return None
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    with open(path, "rb") as f:
+        head = f.read(len(JOURNAL_MAGIC))
+    return st.st_size, head[:2] != GZIP_MAGIC and head != JOURNAL_MAGIC
+
+
 def _open(path: str, stack: ExitStack) -> tuple[Readable, int | None] | None:
     """The bytes of `path` (gunzipped), and the descriptor of a plain regular file (read with
     pread, holes skipped), or None for a journal file. A pipe is opened once and never rewound:

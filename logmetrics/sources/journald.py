@@ -54,15 +54,6 @@ _CURSOR_TAIL = 512  # bytes kept between reads of a dropped line, to find its cu
 _MISSING = "journalctl not found ({0}): install systemd (apt-get install systemd) or put it on PATH"
 
 
-def is_journal_file(path: Path | str) -> bool:
-    """True if `path` starts with the journal file magic `LPKSHHRH`."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(len(JOURNAL_MAGIC)) == JOURNAL_MAGIC
-    except OSError:
-        return False
-
-
 def read_journal_file(path: Path | str, *, journalctl: str = "journalctl") -> Iterator[bytes]:
     """Every entry of a `.journal` file as its `journalctl -o json --all` line (no newline)."""
     pattern = re.sub(r"([\\*?\[])", r"\\\1", str(path))  # --file takes a glob
