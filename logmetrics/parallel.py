@@ -132,14 +132,15 @@ class _Folded(Exception):
 
 def _worker(part: Part, settings: Settings, shared: Any, out: str, conn: Connection) -> None:
     """A worker process: read one part, write its aggregator and read stats to the file `out`
-    (`_write_part`), then say how it went: "ok", "folded" or the error."""
+    (`_write_part`), then say how it went: "ok", "read it here" (it folded label sets, or its
+    result could not be written: a full disk) or the error."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
         agg, stats = _read_part(part, settings, shared)
         _write_part(out, agg, stats)
         status: object = "ok"
-    except _Folded:
-        status = "folded"
+    except (_Folded, OSError):
+        status = "read it here"
     except Exception as e:  # a bug: the parent raises it
         status = e
     conn.send(status)

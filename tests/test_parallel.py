@@ -3,6 +3,7 @@ lines, and any number of jobs writes what one process writes, byte for byte."""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import multiprocessing
 import os
@@ -112,6 +113,19 @@ def test_filters_apply_in_workers(inputs: list[str], monkeypatch: pytest.MonkeyP
     many, _ = _replay(inputs, 2, 10_000, filters)
     assert exposition(many) == exposition(one) and one.skipped[next(iter(one.skipped))] >= 0
     assert sum(one.skipped.values()) > 0 and many.records == one.records > 0
+
+
+def test_a_part_that_cannot_be_written_is_read_here(inputs: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk under the scratch directory: the parent reads the workers' parts itself."""
+    one, one_stats = _replay(inputs, 1, 10_000)
+    monkeypatch.setattr(parallel, "MIN_PART_BYTES", 1 << 16)
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(parallel, "_write_part", full)  # the forked workers inherit it
+    many, many_stats = _replay(inputs, 2, 10_000)
+    assert exposition(many) == exposition(one) and many_stats == one_stats
 
 
 def test_small_input_stdin_and_one_job_read_in_process(inputs: list[str]) -> None:
