@@ -50,6 +50,7 @@ _FAILED = frozenset({"ERROR", "CRITICAL"})
 # ".fff" -> the microsecond / 1e6 that datetime.timestamp() adds for it
 _MILLIS = {f"{ms:03d}": ms * 1000 / 1e6 for ms in range(1000)}
 
+_BOM = "\ufeff".encode()
 _NOT_JSON = Skip(SkipReason.NOT_JSON)
 _INVALID_UTF8 = Skip(SkipReason.INVALID_UTF8)
 _TOO_LONG = Skip(SkipReason.TOO_LONG)
@@ -122,6 +123,8 @@ class Parser:
         if len(line) > self.max_line_bytes:
             return _TOO_LONG
         if line[:1] != b"{":  # the common case skips the copies strip() and lstrip() make
+            if line[:3] == _BOM:  # a file written with a UTF-8 byte order mark: its first line
+                line = line[3:]
             if not line.strip():
                 return None
             first = line.lstrip()[:1]

@@ -53,6 +53,18 @@ def test_parse_skips_with_reason(line: bytes, reason: SkipReason) -> None:
     assert Parser().parse(line) == Skip(reason)
 
 
+def test_a_byte_order_mark_before_a_record_is_ignored(tmp_path: Path) -> None:
+    """Files written on Windows may start with a UTF-8 byte order mark: the first record counts."""
+    bom = "\ufeff".encode()
+    assert Parser().parse(bom + GOOD) == Parser().parse(GOOD)
+    assert Parser().parse(bom) is None and Parser().parse(bom + b"hello") == Skip(SkipReason.NOT_JSON)
+    path = tmp_path / "windows.log"
+    path.write_bytes(bom + GOOD + b"\r\n" + GOOD + b"\r\n")
+    agg = Aggregator()
+    replay([str(path)], Ingest(agg, Parser()))
+    assert agg.records == 2 and sum(agg.skipped.values()) == 0
+
+
 def test_too_long_line_is_skipped() -> None:
     assert Parser(max_line_bytes=100).parse(GOOD) == Skip(SkipReason.TOO_LONG)
 
