@@ -48,7 +48,6 @@ BLOCK = 1 << 16
 _TOO_LONG = Skip(SkipReason.TOO_LONG)
 _FILTERED = Skip(SkipReason.FILTERED)
 PLAIN = "text"  # LogEvent.component of a plain-text line
-_CONTROL = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], "?")
 
 
 # -- selection ------------------------------------------------------------------------------
@@ -288,11 +287,6 @@ def journal_last(unit: str, user: bool, n: int, select: Select, parser: Parser,
 # -- output ---------------------------------------------------------------------------------
 
 
-def _clean(text: str) -> str:
-    """Label values come from logs: no control character (an ANSI escape) reaches the terminal."""
-    return text.translate(_CONTROL) if not text.isprintable() else text
-
-
 _SECOND: list[tuple[int, str, str]] = [(-1, "", "")]  # the last second formatted: (second, date+time, zone)
 
 
@@ -322,16 +316,16 @@ def format_event(r: Shown) -> Segments:
         parts = [p for p in (r.component, r.method, r.route, r.status) if p]
         if r.call_id:
             parts.append(f"call {r.call_id}")
-        return [*head, (" " + _clean(" ".join(parts)) if parts else "", "log")]
+        return [*head, (" " + view.printable(" ".join(parts)) if parts else "", "log")]
     lab = r.labels
     dep = r.deployment or lab
     requested = lab.requested_model or lab.model_group or lab.model or "-"
     deployment = dep.litellm_model_name or "-"
     provider = dep.api_provider or lab.api_provider
-    out: Segments = [*head, (" ", ""), (_clean(requested), "model"), (" -> ", "arrow"),
-                     (_clean(deployment), "deployment")]
+    out: Segments = [*head, (" ", ""), (view.printable(requested), "model"), (" -> ", "arrow"),
+                     (view.printable(deployment), "deployment")]
     if provider:
-        out += [(" ", ""), (_clean(provider), "provider")]
+        out += [(" ", ""), (view.printable(provider), "provider")]
     if r.total_latency is not None:
         out += [(" ", ""), (_dur(r.total_latency), "latency")]
     if r.ttft is not None:
@@ -343,10 +337,10 @@ def format_event(r: Shown) -> Segments:
     failed = r.kind is not EventKind.SUCCESS
     status = lab.status_code or lab.exception_status or ("200" if not failed else None)
     if status:
-        out += [(" ", ""), (_clean(status), "status.error" if failed else "status.ok")]
+        out += [(" ", ""), (view.printable(status), "status.error" if failed else "status.ok")]
     error = lab.exception_class or dep.exception_class
     if failed and error:
-        out += [(" ", ""), (_clean(error), "error")]
+        out += [(" ", ""), (view.printable(error), "error")]
     return out
 
 

@@ -23,6 +23,15 @@ from rich.text import Text
 from logmetrics.aggregate import Aggregator, ModelStats
 from logmetrics.events import SkipReason
 
+_CONTROL = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], "?")
+
+
+def printable(text: str) -> str:
+    """Text from logs (a model name, an error message) for a terminal: no control character (an ANSI
+    escape sequence a client put in a model name) reaches it. Shown as plain `Text`, never as rich
+    markup (a name like "[/x]" is a markup error)."""
+    return text if text.isprintable() else text.translate(_CONTROL)
+
 
 def summary_rows(agg: Aggregator) -> list[dict[str, Any]]:
     """One row per model (sorted by requests, descending) and a last "total" row, as plain data
@@ -75,7 +84,7 @@ def summary_table(agg: Aggregator, title: str = "LiteLLM requests per model") ->
     for i, r in enumerate(rows):
         last = i == len(rows) - 1
         table.add_row(
-            Text(r["model"], style="bold" if last else ""),
+            Text(printable(r["model"]), style="bold" if last else ""),
             f"{r['requests']:,}", f"{r['failures']:,}", f"{r['error_pct']:.1f}",
             _seconds(r["latency_p50_s"]), _seconds(r["latency_p95_s"]), _seconds(r["latency_p99_s"]),
             f"{r['tokens_in']:,}", f"{r['tokens_out']:,}", f"{r['spend_usd']:.4f}",
@@ -303,7 +312,7 @@ class LiveTable:
             if len(rows) > room:
                 rows = [*rows[: room - 1], {"model": f"… {len(rows) - room + 1} more", **_blank()}]
         for r in rows:
-            table.add_row(*(_cell(c.key, r[c.key]) for c in cols))
+            table.add_row(*(Text(printable(r["model"])) if c.key == "model" else _cell(c.key, r[c.key]) for c in cols))
         yield table
         yield Text(self._footer(), style="dim", no_wrap=True, overflow="ellipsis")
 

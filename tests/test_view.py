@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 from rich.console import Console
@@ -10,7 +11,7 @@ from rich.console import Console
 from logmetrics.aggregate import Aggregator
 from logmetrics.parse import Parser
 from logmetrics.pipeline import Ingest, replay
-from logmetrics.view import skipped_line, summary_rows, summary_table
+from logmetrics.view import live_table, skipped_line, summary_rows, summary_table
 
 SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "sample-logs"
 
@@ -44,3 +45,20 @@ def test_rows_are_sorted_by_requests_and_total_is_last() -> None:
     counts = [r["requests"] for r in rows[:-1]]
     assert counts == sorted(counts, reverse=True)
     assert sum(counts) == rows[-1]["requests"]
+
+
+def test_model_names_from_logs_are_shown_as_plain_text() -> None:
+    """A client chooses the model name it requests: no escape sequence of it reaches the terminal,
+    and rich markup in it is shown, not interpreted (an unmatched closing tag used to crash the
+    live table)."""
+    names = ["[/x]", "[bold red]boom", "evil\x1b[2J\x1b]0;title\x07x"]
+    agg = Aggregator()
+    for name in names:
+        agg.add(Parser().parse(json.dumps(
+            {"timestamp": "2025-10-21T12:26:24.123", "level": "INFO", "model": name, "latency_ms": 5}).encode()))
+    for table in (summary_table(agg), live_table(agg, now=1761049584.0)):
+        out = io.StringIO()
+        Console(file=out, width=120, force_terminal=True).print(table)
+        text = out.getvalue()
+        assert "[/x]" in text and "[bold red]boom" in text and "evil?[2J?]0;title?x" in text
+        assert "\x1b[2J" not in text and "\x07" not in text
