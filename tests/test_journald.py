@@ -22,7 +22,7 @@ import pytest
 from journal_util import SAMPLES, Entry, journal_remote, sample_journal, stream_to_journal, write_journal
 
 from logmetrics.errors import SourceError
-from logmetrics.sources.archive import regular_file
+from logmetrics.sources.archive import ReadStats, read_lines, regular_file
 from logmetrics.sources.journald import JournalFollower, _LineSplitter, read_journal_file
 
 # Skipped on a developer's machine without them; in CI (CI=true) a missing install step fails.
@@ -448,3 +448,15 @@ def test_read_journal_file_of_a_non_journal_is_a_clear_error(tmp_path: Path) -> 
     (tmp_path / "x.journal").write_text("not a journal\n")
     with pytest.raises(SourceError, match=r"journalctl could not read .*x\.journal \(exit 1\)"):
         list(read_journal_file(tmp_path / "x.journal"))
+
+
+
+@pytest.mark.real
+@real
+def test_a_journal_file_journalctl_cannot_read_is_counted_in_a_replay(tmp_path: Path) -> None:
+    """Like any file that breaks mid-way: counted unreadable, the other files' records all kept."""
+    (tmp_path / "bad.journal").write_bytes(b"LPKSHHRH" + bytes(64) + b"garbage")
+    good = SAMPLES.parent / "generated" / "simple-1k.jsonl"
+    stats = ReadStats()
+    lines = list(read_lines([str(good), str(tmp_path / "bad.journal"), str(good)], stats, 1 << 20))
+    assert len(lines) == 2 * len(good.read_bytes().splitlines()) and stats.unreadable == 1 and stats.files == 3

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 from logmetrics.errors import UsageError
-from logmetrics.sources.journald import JOURNAL_MAGIC, read_journal_file
+from logmetrics.sources.journald import JOURNAL_MAGIC, UnreadableJournal, read_journal_file
 
 GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
@@ -107,7 +107,8 @@ def rotation_key(path: str) -> tuple[str, int, object]:
 def read_lines(paths: list[str], stats: ReadStats, max_line_bytes: int) -> Iterator[bytes]:
     """Every complete, non-empty line of every file, in order. A line longer than the limit is not
     held in memory: it is dropped and counted in `stats.too_long`. A file that vanishes or breaks
-    mid-way is counted in `stats.unreadable`; what was read of it stays read."""
+    mid-way (a journal file journalctl cannot read: a corrupt one) is counted in `stats.unreadable`;
+    what was read of it stays read."""
     for path in paths:
         stats.files += 1
         try:
@@ -120,7 +121,7 @@ def read_lines(paths: list[str], stats: ReadStats, max_line_bytes: int) -> Itera
                 else:
                     stream, fd = source
                     yield from _split(stream, stats, max_line_bytes, fd)
-        except (OSError, EOFError, zlib.error):
+        except (OSError, EOFError, zlib.error, UnreadableJournal):
             stats.unreadable += 1
 
 

@@ -54,8 +54,13 @@ _CURSOR_TAIL = 512  # bytes kept between reads of a dropped line, to find its cu
 _MISSING = "journalctl not found ({0}): install systemd (apt-get install systemd) or put it on PATH"
 
 
+class UnreadableJournal(SourceError):
+    """journalctl could not read (all of) a journal file: corrupt, or not a journal after all."""
+
+
 def read_journal_file(path: Path | str, *, journalctl: str = "journalctl") -> Iterator[bytes]:
-    """Every entry of a `.journal` file as its `journalctl -o json --all` line (no newline)."""
+    """Every entry of a `.journal` file as its `journalctl -o json --all` line (no newline).
+    Raises UnreadableJournal when journalctl fails on the file (after the entries it gave)."""
     pattern = re.sub(r"([\\*?\[])", r"\\\1", str(path))  # --file takes a glob
     argv = [journalctl, "--file", pattern, "-o", "json", "--all", "--no-pager"]
     with tempfile.TemporaryFile() as err:
@@ -69,7 +74,7 @@ def read_journal_file(path: Path | str, *, journalctl: str = "journalctl") -> It
             rc = _reap(proc)
         if rc != 0:
             err.seek(0)
-            raise SourceError(f"journalctl could not read {path} (exit {rc}): {_text(err.read())}")
+            raise UnreadableJournal(f"journalctl could not read {path} (exit {rc}): {_text(err.read())}")
 
 
 @dataclass
