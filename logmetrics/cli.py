@@ -133,6 +133,7 @@ def parse_step(text: str) -> float:
     return value
 
 
+_PROBLEMS_SHOWN = 10  # unreadable files named on stderr after a replay
 MAX_LINE_HELP = "Longest line accepted, in bytes; longer lines are skipped and counted (too_long)."
 END_USER_HELP = (
     "Fill the end_user label from payload-only records, as LiteLLM does with "
@@ -232,6 +233,8 @@ def replay_cmd(
     else:
         Console(highlight=False).print(summary_table(agg))
         err.print(skipped_line(agg), markup=False)
+    for path, why in list(stats.problems.items())[:_PROBLEMS_SHOWN]:
+        err.print(f"logmetrics: {path}: not read to the end: {why}", markup=False)
     if stats.unreadable:
         err.print(f"{stats.unreadable} file(s) could not be read to the end", markup=False)
 

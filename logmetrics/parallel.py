@@ -301,6 +301,8 @@ def _add(stats: ReadStats, read: ReadStats, part: Part, unreadable: set[str]) ->
     stats.bytes_read += read.bytes_read
     stats.files += read.files
     stats.too_long += read.too_long
+    for path, why in read.problems.items():
+        stats.problems.setdefault(path, why)
     if part.is_range and read.unreadable:
         unreadable.add(part.paths[0])  # once per file, however many of its ranges failed
     else:

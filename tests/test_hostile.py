@@ -202,6 +202,19 @@ def test_fifo_with_a_writer_is_read_to_its_end(tmp_path: Path, compressed: bool)
     assert r.json()["records"] == 500 and r.json()["skipped"] == {}
 
 
+def test_unreadable_files_are_named_on_stderr(tmp_path: Path) -> None:
+    """A truncated archive among good files: its records up to the cut and the others all count; the
+    file is named with the reason, in one line."""
+    data = gzip.compress(b"".join(GOOD + b"\n" for _ in range(2000)))
+    (tmp_path / "cut.log.gz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "good.log").write_bytes(GOOD + b"\n")
+    r = logmetrics("replay", str(tmp_path / "good.log"), str(tmp_path / "cut.log.gz"), "--json")
+    assert r.rc == 0 and 1 < r.json()["records"] < 2001
+    named = f"logmetrics: {tmp_path / 'cut.log.gz'}: not read to the end: gzip data truncated or corrupt\n"
+    assert named.encode() in r.stderr
+    assert r.stderr.endswith(b"1 file(s) could not be read to the end\n") and b"Traceback" not in r.stderr
+
+
 def test_process_substitution_with_gzip(tmp_path: Path) -> None:
     """`logmetrics replay <(cat x.gz)`: a pipe named /dev/fd/N; its gzip magic is peeked, not rewound."""
     rfd, wfd = os.pipe()

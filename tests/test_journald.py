@@ -460,3 +460,5 @@ def test_a_journal_file_journalctl_cannot_read_is_counted_in_a_replay(tmp_path: 
     stats = ReadStats()
     lines = list(read_lines([str(good), str(tmp_path / "bad.journal"), str(good)], stats, 1 << 20))
     assert len(lines) == 2 * len(good.read_bytes().splitlines()) and stats.unreadable == 1 and stats.files == 3
+    assert list(stats.problems) == [str(tmp_path / "bad.journal")]
+    assert stats.problems[str(tmp_path / "bad.journal")].startswith("journalctl exit 1: ")

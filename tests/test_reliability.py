@@ -146,6 +146,7 @@ def test_replay_truncated_gzip_keeps_what_was_read(tmp_path: Path) -> None:
     stats = archive.ReadStats()
     got = list(archive.read_lines([str(tmp_path / "cut.gz")], stats, 1 << 20))
     assert stats.unreadable == 1 and 0 < len(got) < 2000 and got == lines("a", len(got))
+    assert stats.problems == {str(tmp_path / "cut.gz"): "gzip data truncated or corrupt"}
 
 
 def test_copytruncate_of_unread_lines_after_a_truncation(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 from logmetrics.errors import UsageError
@@ -47,6 +47,18 @@ class ReadStats:
     files: int = 0
     unreadable: int = 0  # files that vanished or failed mid-way
     too_long: int = 0
+    problems: dict[str, str] = field(default_factory=dict)  # unreadable file -> why (its first failure)
+
+    def failed(self, path: str, error: BaseException) -> None:
+        """`path` could not be read (to the end) because of `error`."""
+        self.unreadable += 1
+        if isinstance(error, OSError) and error.strerror:
+            why = error.strerror
+        elif isinstance(error, UnreadableJournal):
+            why = error.reason
+        else:  # EOFError, zlib.error
+            why = "gzip data truncated or corrupt"
+        self.problems.setdefault(path, why)
 
 
 def expand(paths: list[str]) -> list[str]:
@@ -121,8 +133,8 @@ def read_lines(paths: list[str], stats: ReadStats, max_line_bytes: int) -> Itera
                 else:
                     stream, fd = source
                     yield from _split(stream, stats, max_line_bytes, fd)
-        except (OSError, EOFError, zlib.error, UnreadableJournal):
-            stats.unreadable += 1
+        except (OSError, EOFError, zlib.error, UnreadableJournal) as e:
+            stats.failed(path, e)
 
 
 def read_range(path: str, start: int, end: int | None, stats: ReadStats, max_line_bytes: int) -> Iterator[bytes]:
@@ -132,8 +144,8 @@ def read_range(path: str, start: int, end: int | None, stats: ReadStats, max_lin
     try:
         with open(path, "rb", buffering=0) as raw:
             yield from _split(raw, stats, max_line_bytes, raw.fileno(), start, end)
-    except OSError:
-        stats.unreadable += 1
+    except OSError as e:
+        stats.failed(path, e)
 
 
 def line_starts(path: str, size: int, n: int) -> list[int]:

@@ -57,6 +57,10 @@ _MISSING = "journalctl not found ({0}): install systemd (apt-get install systemd
 class UnreadableJournal(SourceError):
     """journalctl could not read (all of) a journal file: corrupt, or not a journal after all."""
 
+    def __init__(self, path: Path | str, rc: int, message: str) -> None:
+        super().__init__(f"journalctl could not read {path} (exit {rc}): {message}")
+        self.reason = f"journalctl exit {rc}: {message}"  # without the file's name
+
 
 def read_journal_file(path: Path | str, *, journalctl: str = "journalctl") -> Iterator[bytes]:
     """Every entry of a `.journal` file as its `journalctl -o json --all` line (no newline).
@@ -74,7 +78,7 @@ def read_journal_file(path: Path | str, *, journalctl: str = "journalctl") -> It
             rc = _reap(proc)
         if rc != 0:
             err.seek(0)
-            raise UnreadableJournal(f"journalctl could not read {path} (exit {rc}): {_text(err.read())}")
+            raise UnreadableJournal(path, rc, _text(err.read()))
 
 
 @dataclass
