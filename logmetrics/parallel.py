@@ -156,8 +156,11 @@ def _read_part(part: Part, settings: Settings, shared: Any) -> tuple[Aggregator,
                     settings.filters)
     stats = ReadStats()
     reported = [0, 0]
+    parent = os.getppid()
 
     def report() -> None:  # the parent's progress bar sums what the workers read so far
+        if os.getppid() != parent:
+            os._exit(1)  # the parent is gone (killed): nobody will read this part
         if agg.folded():
             raise _Folded  # stop early: the parent will read this part, in order
         with shared.get_lock():

@@ -9,6 +9,8 @@ import multiprocessing
 import os
 import random
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -126,6 +128,39 @@ def test_a_part_that_cannot_be_written_is_read_here(inputs: list[str], monkeypat
     monkeypatch.setattr(parallel, "_write_part", full)  # the forked workers inherit it
     many, many_stats = _replay(inputs, 2, 10_000)
     assert exposition(many) == exposition(one) and many_stats == one_stats
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def test_workers_stop_when_the_replay_is_killed(inputs: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A killed replay (SIGKILL, or SIGTERM: exit at once) leaves no worker reading on for nobody."""
+    monkeypatch.setattr(parallel, "MIN_PART_BYTES", 1 << 16)
+    monkeypatch.setattr(parallel, "PROGRESS_LINES", 50)
+    slow = Parser.parse
+    monkeypatch.setattr(Parser, "parse", lambda self, line, **kw: (time.sleep(0.005), slow(self, line, **kw))[1])
+    replaying = multiprocessing.get_context("fork").Process(target=_replay, args=(inputs, 2, 10_000))
+    replaying.start()  # at 5 ms a line, a part lasts far longer than this test waits
+    assert replaying.pid is not None
+    try:
+        deadline = time.monotonic() + 20
+        workers: list[int] = []
+        while not workers and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling for the worker to start, bounded by the deadline
+            children = Path(f"/proc/{replaying.pid}/task/{replaying.pid}/children").read_text()
+            workers = [int(c) for c in children.split()]
+        assert workers, "no worker started"
+    finally:
+        os.kill(replaying.pid, signal.SIGKILL)
+        replaying.join()
+    deadline = time.monotonic() + 5  # the rest of the part would take more: ~15 s
+    while not all(map(_gone, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling for the orphaned workers to notice, bounded by the deadline
+    assert all(map(_gone, workers))
 
 
 def test_small_input_stdin_and_one_job_read_in_process(inputs: list[str]) -> None:
