@@ -149,6 +149,33 @@ def test_replay_truncated_gzip_keeps_what_was_read(tmp_path: Path) -> None:
     assert stats.problems == {str(tmp_path / "cut.gz"): "gzip data truncated or corrupt"}
 
 
+def test_copytruncate_while_stopped_when_the_copy_reuses_a_deleted_files_inode(tmp_path: Path) -> None:
+    """Found by the model below: r.log read and deleted, a new r.log read, the follower stopped (both
+    checkpointed), a line written, then copytruncate. The copy may get the deleted file's inode
+    number: it was taken as that file's (claimed), so the copy was never found and the line lost."""
+    p = tmp_path / "r.log"
+    a, b, c = lines("a", 3)
+    r = Runner(str(p))
+    write_lines(p, [a])
+    r.sync(1)
+    p.unlink()
+    write_lines(p, [b])
+    got = r.finish()
+    saved = json.loads(json.dumps(r.follower.positions()))
+    deleted = next(e for e in saved["files"] if not e["current"])
+    append(p, c + b"\n")
+    for i in range(50):  # make the copy until it gets the deleted file's inode number (tmpfs/ext4: at once)
+        shutil.copyfile(p, tmp_path / "r.log.1")
+        if (tmp_path / "r.log.1").stat().st_ino == deleted["ino"]:
+            break
+        (tmp_path / "r.log.1").rename(tmp_path / f"spare.{i}")  # keep that inode number in use
+    else:
+        pytest.skip("the filesystem did not reuse the deleted file's inode number")
+    os.truncate(p, 0)
+    got += Runner(str(p), positions=saved).finish()
+    assert sorted(got) == sorted([a, b, c])
+
+
 def test_copytruncate_of_unread_lines_after_a_truncation(tmp_path: Path) -> None:
     """Found by the model below: r.log truncated and noticed (offset 0), then a line written and
     copytruncated before the follower read it: that line is only in r.log.1 and is lost."""

@@ -713,13 +713,18 @@ class FileFollower:
         if positions.get("version") != POSITIONS_VERSION:
             raise SourceError(f"positions version {positions.get('version')!r} is not {POSITIONS_VERSION}")
         entries = positions.get("files", [])
-        # files checkpointed under their own identity are never taken for another one's copy
+        # files still there under their checkpointed identity (inode and first bytes) are never taken
+        # for another one's copy; an inode number the filesystem gave to a new file since (a copy
+        # made by copytruncate) is not claimed by the deleted file that had it
         self._claimed = set()
         for e in entries:
             try:
-                self._claimed.add((int(e["dev"]), int(e["ino"])))
+                found = self._find(str(e["path"]), str(e["dir"]), e, by_inode=True)
             except (KeyError, TypeError, ValueError):
-                pass
+                continue
+            if found is not None:
+                os.close(found[1])
+                self._claimed.add((found[2].st_dev, found[2].st_ino))
         for e in entries:
             try:
                 self._resume_one(e)
