@@ -105,7 +105,8 @@ def timed(cmd: list[str], out: Path | None = None, env: dict[str, str] | None = 
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{err.decode(errors='replace')[-2000:]}")
     key = " ".join(cmd)
-    TREE_PEAK[key] = tuple(map(max, TREE_PEAK.get(key, (0.0, 0.0)), peak))  # type: ignore[assignment]
+    rss, pss = TREE_PEAK.get(key, (0.0, 0.0))
+    TREE_PEAK[key] = (max(rss, peak[0]), max(pss, peak[1]))
     return wall, usage.ru_maxrss / 1024
 
 

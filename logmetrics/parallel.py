@@ -10,6 +10,7 @@ input gains nothing from parallelism, and loses nothing either).
 Used by `pipeline.replay` for regular files only (stdin and pipes are read in order), without
 `--openmetrics-out` (its snapshots follow the records' order).
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -224,8 +225,7 @@ def replay_parts(
     from logmetrics.pipeline import Filters
 
     agg = ingest.agg
-    max_line_bytes = ingest.parser.max_line_bytes
-    settings = Settings(agg.max_series, agg.by, max_line_bytes, ingest.parser.end_user_label,
+    settings = Settings(agg.max_series, agg.by, ingest.parser.max_line_bytes, ingest.parser.end_user_label,
                         ingest.filters or Filters())
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     shared = context.Array("q", 2)  # bytes read, records: of the parts not merged yet
@@ -244,15 +244,16 @@ def replay_parts(
                 sender.close()
                 running[j] = (worker, receiver)
 
-    def report(read: ReadStats) -> None:
+    def report(read: ReadStats) -> None:  # the parts merged, the one read here so far, the workers' so far
         if progress is not None:
             progress(ReadStats(bytes_read=stats.bytes_read + read.bytes_read + shared[0]), total,
                      agg.records + shared[1])
 
+    here = report if progress is not None else None
     rest = len(parts)
     try:
         start(1, jobs)
-        _read_here(parts[0], ingest, stats, unreadable, report if progress is not None else None)
+        _read_here(parts[0], ingest, stats, unreadable, here)
         for i in range(1, len(parts)):
             start(i, i + jobs)
             process, receiver = running.pop(i)
@@ -284,9 +285,9 @@ def replay_parts(
             process.join()
             receiver.close()
         shutil.rmtree(scratch, ignore_errors=True)
+    shared[0] = shared[1] = 0  # the workers are gone: what they read and was not merged is read again
     for part in parts[rest:]:  # in order, here, as one process reads them
-        _read_here(part, ingest, stats, unreadable, None if progress is None else lambda read: progress(
-            ReadStats(bytes_read=stats.bytes_read + read.bytes_read), total, agg.records))
+        _read_here(part, ingest, stats, unreadable, here)
     stats.unreadable += len(unreadable)
     return stats
 

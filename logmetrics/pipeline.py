@@ -15,7 +15,7 @@ from logmetrics.events import EventKind, LogEvent, ParseResult, RequestEvent, Sk
 from logmetrics.export import OpenMetricsBackfill
 from logmetrics.parallel import feed, plan, replay_parts
 from logmetrics.parse import LEVELS, Parser
-from logmetrics.sources.archive import ReadStats, expand, read_lines, regular_file
+from logmetrics.sources.archive import ReadStats, expand, plain_size, read_lines
 
 _FILTERED = Skip(SkipReason.FILTERED)
 _RANK = {name: i for i, name in enumerate(LEVELS)}
@@ -129,13 +129,5 @@ def replay(paths: list[str], ingest: Ingest, progress: Progress | None = None, j
 
 def _plain_size(files: list[str]) -> int:
     """Bytes the files hold when all are plain regular files (what reading them will count), else 0."""
-    total = 0
-    for path in files:
-        try:
-            kind = regular_file(path)
-        except OSError:
-            return 0
-        if kind is None or not kind[1]:
-            return 0
-        total += kind[0]
-    return total
+    sizes = [plain_size(path) for path in files]
+    return 0 if None in sizes else sum(size for size in sizes if size is not None)

@@ -38,7 +38,7 @@ from logmetrics.errors import LogmetricsError, SourceError, UsageError
 from logmetrics.events import EventKind, LogEvent, RequestEvent, Skip, SkipReason
 from logmetrics.parse import _PLAIN_LEVEL, DEFAULT_MAX_LINE_BYTES, LEVELS, Parser, _log_event
 from logmetrics.pipeline import Filters
-from logmetrics.sources.archive import ReadStats, expand, read_lines, regular_file, rotation_key
+from logmetrics.sources.archive import ReadStats, expand, plain_size, read_lines, rotation_key
 from logmetrics.sources.file import FileFollower
 from logmetrics.sources.journald import JournalFollower
 
@@ -154,11 +154,7 @@ def read_range(path: str, start: int, end: int | None, max_line: int) -> Iterato
 
 def _plain(path: str) -> bool:
     """A regular file that can be read backwards (not stdin, a pipe, gzip or a journal file)."""
-    try:
-        kind = regular_file(path)
-    except OSError:
-        return False
-    return kind is not None and kind[1]
+    return plain_size(path) is not None
 
 
 def last_shown(files: list[str], n: int, select: Select, parser: Parser, max_line: int,

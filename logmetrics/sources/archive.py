@@ -183,6 +183,16 @@ def regular_file(path: str) -> tuple[int, bool] | None:
     return st.st_size, head[:2] != GZIP_MAGIC and head != JOURNAL_MAGIC
 
 
+def plain_size(path: str) -> int | None:
+    """`regular_file(path)`'s size when the file is plain; None for anything else, or a path that
+    cannot be read."""
+    try:
+        kind = regular_file(path)
+    except OSError:
+        return None
+    return kind[0] if kind is not None and kind[1] else None
+
+
 def _open(path: str, stack: ExitStack) -> tuple[Readable, int | None] | None:
     """The bytes of `path` (gunzipped), and the descriptor of a plain regular file (read with
     pread, holes skipped), or None for a journal file. A pipe is opened once and never rewound:
