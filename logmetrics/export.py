@@ -1,11 +1,12 @@
 """The aggregator's projection as Prometheus metric families: /metrics, --metrics-out, backfill.
 
-Text format 0.0.4 (`exposition`, `write_exposition`) is rendered by `textformat.py` straight
-from `Aggregator.iter_project()`, family by family, byte for byte what prometheus_client writes.
-For OpenMetrics and for `serve`'s registry, one custom prometheus_client `Collector` turns the
-same projection plus logmetrics' own counters into metric families (prometheus_client is
-imported only then). `OpenMetricsBackfill` writes the same families as timestamped samples at
-a fixed step of record time, for `promtool tsdb create-blocks-from openmetrics`.
+Text format 0.0.4 and OpenMetrics 1.0 (`exposition`, `write_exposition`) are rendered by
+`textformat.py` straight from `Aggregator.iter_project()`, family by family, byte for byte what
+prometheus_client writes. For `serve`'s registry (what it renders for any other format a client
+asks for), one custom prometheus_client `Collector` turns the same projection plus logmetrics'
+own counters into metric families (prometheus_client is imported only then).
+`OpenMetricsBackfill` writes the same families as timestamped samples at a fixed step of record
+time, for `promtool tsdb create-blocks-from openmetrics`.
 """
 
 from __future__ import annotations
@@ -117,16 +118,22 @@ def registry_for(agg: Aggregator, extra: ExtraMetrics | None = None,
     return registry
 
 
-def text_chunks(agg: Aggregator, extra: Iterable[Metric] = ()) -> Iterator[bytes]:
-    """Prometheus text format 0.0.4 in pieces: LiteLLM's families (projected one at a time), then
-    logmetrics' own, then `extra` (prometheus_client families, e.g. serve's)."""
-    for text in render(agg.iter_project(), own_families(agg), extra):
+def text_chunks(agg: Aggregator, extra: Iterable[Metric] = (), om: bool = False) -> Iterator[bytes]:
+    """Prometheus text format 0.0.4 (OpenMetrics 1.0 with `om`) in pieces: LiteLLM's families
+    (projected one at a time), then logmetrics' own, then `extra` (prometheus_client families,
+    e.g. serve's)."""
+    for text in render(agg.iter_project(), own_families(agg), extra, om):
         yield text.encode()
 
 
-def exposition(agg: Aggregator, extra: Iterable[Metric] = ()) -> bytes:
-    """Prometheus text format 0.0.4: exactly what /metrics serves for the same records."""
-    return b"".join(text_chunks(agg, extra))
+def exposition(agg: Aggregator, extra: Iterable[Metric] = (), om: bool = False) -> bytearray:
+    """Prometheus text format 0.0.4 (OpenMetrics 1.0 with `om`): exactly what /metrics serves for
+    the same records. Gathered in one buffer as rendered: a list of the pieces joined at the end
+    would hold the body twice (at the 10k label-set cap, tens of MB)."""
+    body = bytearray()
+    for chunk in text_chunks(agg, extra, om):
+        body += chunk
+    return body
 
 
 def write_exposition(agg: Aggregator, out: IO[bytes]) -> None:
@@ -136,9 +143,8 @@ def write_exposition(agg: Aggregator, out: IO[bytes]) -> None:
 
 
 def openmetrics(agg: Aggregator) -> bytes:
-    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-
-    return bytes(generate_openmetrics(registry_for(agg)))  # type: ignore[no-untyped-call]
+    """OpenMetrics 1.0: what prometheus_client's OpenMetrics encoder writes for `registry_for(agg)`."""
+    return bytes(exposition(agg, om=True))
 
 
 class OpenMetricsBackfill:

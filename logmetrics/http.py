@@ -1,8 +1,10 @@
 """The HTTP endpoint of `logmetrics serve`: `/metrics` and `/healthz` on a stdlib ThreadingHTTPServer.
 
-`/metrics` is Prometheus text 0.0.4 (rendered by textformat.py, the bytes prometheus_client would
-write, ~15x faster), or OpenMetrics 1.0 (prometheus_client) when the scraper's `Accept` asks for it
-(prometheus_client's `choose_encoder`, as LiteLLM's own exporter negotiates). What it renders is
+`/metrics` is Prometheus text 0.0.4, or OpenMetrics 1.0 when the scraper's `Accept` asks for it
+(prometheus_client's `choose_encoder`, as LiteLLM's own exporter negotiates; Prometheus asks for
+OpenMetrics first). Both are rendered by textformat.py, the bytes prometheus_client would write,
+~15x faster; prometheus_client renders only what else a client may ask for (an OpenMetrics
+version or name escaping beyond those). What it renders is
 decided by the caller (`serve.py`), which persists the state before answering. `/healthz` is 200
 "ok" or 503 with one line per problem. `serve_metrics()` turns the serve-level counters (plain
 data) into the `logmetrics_*` families that `export.registry_for(extra=...)` appends.
@@ -22,6 +24,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from logmetrics.errors import UsageError
 from logmetrics.webconfig import WebConfig
@@ -76,14 +79,31 @@ def serve_metrics(s: ServeStats) -> Iterator[Metric]:
         yield fam
 
 
-def render(registry: CollectorRegistry, accept: str, text: Callable[[], bytes] | None = None) -> tuple[bytes, str]:
-    """The exposition the `Accept` header asks for, and its Content-Type. `text()`, if given,
-    renders text format 0.0.4 (the default) the same bytes as the registry would, faster
-    (export.exposition); OpenMetrics always comes from prometheus_client."""
+Body = bytes | bytearray
+
+
+def render(registry: CollectorRegistry, accept: str, text: Callable[[bool], Body] | None = None) -> tuple[Body, str]:
+    """The exposition the `Accept` header asks for, and its Content-Type. `text(om)`, if given,
+    renders text format 0.0.4 (the default), or OpenMetrics 1.0 with `om`, the same bytes as the
+    registry would, faster (export.exposition)."""
     encoder, content_type = choose_encoder(accept)
     if text is not None and encoder is generate_latest:
-        return text(), content_type
+        return text(False), content_type
+    if text is not None and _plain_openmetrics(encoder):
+        return text(True), content_type
     return encoder(registry), content_type
+
+
+def _plain_openmetrics(encoder: Callable[..., bytes]) -> bool:
+    """Whether `encoder` (from choose_encoder) writes OpenMetrics 1.x with the metric and label
+    names as they are: our names are all valid legacy names, which "underscores" and "allow-utf-8"
+    escaping leave alone (prometheus_client before 0.22 has neither argument)."""
+    options = getattr(encoder, "keywords", {})
+    return (
+        getattr(encoder, "func", encoder) is generate_openmetrics
+        and options.get("escaping", "underscores") in ("underscores", "allow-utf-8")
+        and str(options.get("version", "1.0.0")).split(".")[0] == "1"
+    )
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -95,7 +115,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
-Scrape = Callable[[str], tuple[bytes, str]]  # Accept header -> body, content type
+Scrape = Callable[[str], tuple[Body, str]]  # Accept header -> body, content type
 Health = Callable[[], tuple[bool, str]]  # -> healthy, text
 
 
@@ -163,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
 
-    def _send(self, code: int, body: bytes, ctype: str) -> None:
+    def _send(self, code: int, body: Body, ctype: str) -> None:
         self.send_response(code)
         for name, value in (self.server.web.headers.items() if self.server.web is not None else ()):
             self.send_header(name, value)

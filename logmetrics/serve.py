@@ -35,7 +35,7 @@ from logmetrics.aggregate import DEFAULT_MAX_SERIES, Aggregator
 from logmetrics.errors import LogmetricsError, SourceError, StateError, UsageError
 from logmetrics.events import SkipReason
 from logmetrics.export import exposition, registry_for
-from logmetrics.http import DEFAULT_LISTEN, MetricsServer, ServeStats, render, serve_metrics
+from logmetrics.http import DEFAULT_LISTEN, Body, MetricsServer, ServeStats, render, serve_metrics
 from logmetrics.notify import Notifier
 from logmetrics.parse import DEFAULT_MAX_LINE_BYTES, Parser
 from logmetrics.pipeline import Ingest
@@ -309,7 +309,7 @@ class Service:
             self._write(data)
 
     # -- HTTP ---------------------------------------------------------------------------------
-    def scrape(self, accept: str) -> tuple[bytes, str]:
+    def scrape(self, accept: str) -> tuple[Body, str]:
         """Persist what is about to be shown (if not yet on disk), then render exactly that."""
         with self.write_lock, self.lock:
             counters = self._counters()
@@ -318,7 +318,7 @@ class Service:
                 self._write(self._snapshot(counters))
             self._shown = counters
             return render(
-                self.registry, accept, lambda: exposition(self.agg, serve_metrics(self._stats(counters)))
+                self.registry, accept, lambda om: exposition(self.agg, serve_metrics(self._stats(counters)), om)
             )
 
     def _stats(self, counters: list[dict[str, dict[str, int]]]) -> ServeStats:

@@ -1,10 +1,13 @@
-"""Prometheus text format 0.0.4, rendered straight from the aggregator's projection.
+"""Prometheus text format 0.0.4 and OpenMetrics 1.0, rendered straight from the aggregator's projection.
 
-Byte for byte what prometheus_client's `generate_latest` writes for the same metric families
-(sorted label names, `le` among them; label values escaped; numbers as `floatToGoString`; no
-`_created` samples, as our collector gives none), without building prometheus_client `Metric`
-and `Sample` objects per series: a scrape of 10k series is a few string formats per line.
-tests/test_golden_outputs.py and tests/test_textformat.py hold it to prometheus_client's bytes.
+Byte for byte what prometheus_client's `generate_latest` (and, with `om=True`, its OpenMetrics
+`generate_latest`) writes for the same metric families (sorted label names, `le` among them;
+label values escaped; numbers as `floatToGoString`; no `_created` samples, as our collector gives
+none), without building prometheus_client `Metric` and `Sample` objects per series: a scrape of
+10k series is a few string formats per line. The two formats differ here only in the family
+headers (OpenMetrics names a counter family without `_total`, and escapes `"` in its help) and
+OpenMetrics' closing `# EOF`. tests/test_golden_outputs.py and tests/test_textformat.py hold both
+to prometheus_client's bytes.
 
 Nothing here imports prometheus_client: `replay --metrics-out` does not load it at all.
 """
@@ -66,8 +69,9 @@ class _Escaped(dict[str, str]):
 _ESCAPED = _Escaped()
 
 
-def _help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
+def _help(text: str, om: bool) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if om else text
 
 
 def _template(name: str, names: Sequence[str], fixed: dict[str, str] | None = None) -> tuple[str, list[int]]:
@@ -96,26 +100,32 @@ def _reorder(order: list[int]) -> Callable[[tuple[str, ...]], tuple[str, ...]] |
     return cast(Callable[[tuple[str, ...]], tuple[str, ...]], itemgetter(*order))
 
 
+def _family_name(name: str, mtype: str) -> str:
+    """The name prometheus_client gives a family made as `name` (CounterMetricFamily drops `_total`)."""
+    return name[: -len("_total")] if mtype == "counter" and name.endswith("_total") else name
+
+
 def _sample_name(name: str, mtype: str) -> str:
-    """A counter's samples end in `_total` (CounterMetricFamily drops a `_total` it is given)."""
-    if mtype != "counter":
-        return name
-    return name if name.endswith("_total") else name + "_total"
+    """A counter's samples end in `_total`."""
+    return _family_name(name, mtype) + "_total" if mtype == "counter" else name
 
 
-def family_header(name: str, mtype: str, doc: str) -> str:
-    return f"# HELP {name} {_help(doc)}\n# TYPE {name} {mtype}\n"
+def family_header(name: str, mtype: str, doc: str, om: bool = False) -> str:
+    """HELP and TYPE of the family prometheus_client names `name` (`Metric.name`): under its
+    samples' name in text 0.0.4 (a counter's `_total` included), under its own in OpenMetrics."""
+    if mtype == "counter" and not om:
+        name += "_total"
+    return f"# HELP {name} {_help(doc, om)}\n# TYPE {name} {mtype}\n"
 
 
-def render_series(series: Series, chunk_lines: int = 512) -> Iterator[str]:
+def render_series(series: Series, chunk_lines: int = 512, om: bool = False) -> Iterator[str]:
     """One LiteLLM family: its header, then its samples, in pieces of about `chunk_lines` lines."""
     f = series.family
+    yield family_header(_family_name(f.name, f.type), f.type, f.help, om)
     if f.type == "histogram":
-        yield family_header(f.name, "histogram", f.help)
         yield from _histogram_lines(f, series.values, chunk_lines)
         return
     name = _sample_name(f.name, f.type)
-    yield family_header(name, f.type, f.help)
     template, order = _template(name, f.labels)
     reorder = _reorder(order)
     esc = _ESCAPED.__getitem__
@@ -178,11 +188,10 @@ class PlainFamily:
     rows: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
 
 
-def render_plain(f: PlainFamily) -> str:
-    name = _sample_name(f.name, f.type)
-    template, order = _template(name, f.labels)
+def render_plain(f: PlainFamily, om: bool = False) -> str:
+    template, order = _template(_sample_name(f.name, f.type), f.labels)
     reorder = _reorder(order)
-    out = [family_header(name, f.type, f.help)]
+    out = [family_header(_family_name(f.name, f.type), f.type, f.help, om)]
     for key, value in f.rows:
         vals = tuple(_ESCAPED[v] for v in reorder(key)) if reorder is not None else ()
         out.append(template % (*vals, go_float(value)))
@@ -215,11 +224,10 @@ class MetricLike(Protocol):
     def samples(self) -> Sequence[SampleLike]: ...
 
 
-def render_metric(metric: MetricLike) -> str:
+def render_metric(metric: MetricLike, om: bool = False) -> str:
     """Any prometheus_client metric family (counter, gauge, histogram; no timestamps, no
     `_created`), as generate_latest writes it: for families made outside the aggregator."""
-    name = metric.name + "_total" if metric.type == "counter" else metric.name
-    out = [family_header(name, metric.type, metric.documentation)]
+    out = [family_header(metric.name, metric.type, metric.documentation, om)]
     for s in metric.samples:
         if s.timestamp is not None or s.name.endswith(("_created", "_gsum", "_gcount")):
             raise ValueError(f"{s.name}: timestamps and OpenMetrics-only samples are not rendered here")
@@ -232,12 +240,14 @@ def render_metric(metric: MetricLike) -> str:
 
 
 def render(series: Iterable[Series], own: Iterable[PlainFamily] = (),
-           metrics: Iterable[MetricLike] = ()) -> Iterator[str]:
+           metrics: Iterable[MetricLike] = (), om: bool = False) -> Iterator[str]:
     """The whole exposition, in pieces (write them as they come: a 10k-series exposition is
-    tens of MB that need never be held at once)."""
+    tens of MB that need never be held at once); OpenMetrics (`om`) ends with `# EOF`."""
     for s in series:
-        yield from render_series(s)
+        yield from render_series(s, om=om)
     for f in own:
-        yield render_plain(f)
+        yield render_plain(f, om)
     for m in metrics:
-        yield render_metric(m)
+        yield render_metric(m, om)
+    if om:
+        yield "# EOF\n"

@@ -22,7 +22,7 @@ def test_bench_quick(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     assert result["runs"]["replay simple"]["records"] == 400
     assert len(result["runs"]["replay slp"]["walls"]) == 1
-    assert result["scrape"] and result["scrape"][0]["series"] > 0
+    assert result["scrape"] and result["scrape"][0]["series"] > 0 and len(result["scrape"][0]["om_walls"]) >= 1
     assert [n for n, _, _ in result["rss_scaling"]] == [300, 600]
     # the replay's exposition is complete
     prom = (tmp_path / "simple.prom").read_text()

@@ -699,12 +699,19 @@ def test_state_write_failures_are_counted_and_retried(tmp_path: Path, caplog: py
     svc.http.close()
 
 
-def test_text_scrape_is_the_fast_renderer_with_the_same_bytes_as_prometheus_client(tmp_path: Path) -> None:
-    """/metrics in text 0.0.4 comes from textformat.py (export.exposition + serve's families); it
-    is byte for byte what prometheus_client renders from the registry. OpenMetrics is still
-    prometheus_client's."""
-    from prometheus_client.exposition import generate_latest
-    from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+# Accept headers of real scrapers: Prometheus 2.x and 3.x ask for OpenMetrics first
+PROMETHEUS_2_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                       "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+PROMETHEUS_3_ACCEPT = ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+                       "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;"
+                       "q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1")
+
+
+def test_scrapes_are_the_fast_renderer_with_the_same_bytes_as_prometheus_client(tmp_path: Path) -> None:
+    """/metrics in text 0.0.4 and in OpenMetrics 1.0 comes from textformat.py (export.exposition +
+    serve's families); it is byte for byte what prometheus_client renders from the registry for the
+    same Accept header. Other formats (another name escaping) are prometheus_client's own."""
+    from prometheus_client.exposition import choose_encoder
 
     src = FakeSource([Batch("/fake", RECORDS[:40])])
     svc = service(tmp_path, src)
@@ -720,20 +727,22 @@ def test_text_scrape_is_the_fast_renderer_with_the_same_bytes_as_prometheus_clie
 
     svc.registry.collect = collect  # type: ignore[method-assign]
     stats = svc._stats
-    for accept in ("", "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"):
+    for accept, fast in (
+        ("", True), ("text/plain;version=0.0.4;q=0.5,*/*;q=0.1", True),
+        ("application/openmetrics-text; version=1.0.0", True), (PROMETHEUS_2_ACCEPT, True),
+        (PROMETHEUS_3_ACCEPT, True), ("application/openmetrics-text;version=1.0.0;escaping=dots", False),
+    ):
+        encoder, content_type = choose_encoder(accept)
         body, ctype = svc.scrape(accept)
-        assert ctype == "text/plain; version=0.0.4; charset=utf-8"
-        assert calls == []  # not rendered by prometheus_client
+        assert ctype == content_type
+        assert bool(calls) is not fast, accept
+        assert body.count(b"\nlogmetrics_records_read_total %d.0\n" % svc.agg.records) == fast
         svc._stats = functools.partial(lambda frozen, counters: frozen, stats(svc._shown))  # type: ignore[method-assign]
         body, _ = svc.scrape(accept)  # lag_seconds frozen: one value for both renderings
-        assert body == generate_latest(svc.registry)
+        assert body == encoder(svc.registry), accept
         calls.clear()
         svc._stats = stats  # type: ignore[method-assign]
-    body, ctype = svc.scrape("application/openmetrics-text; version=1.0.0")
-    assert ctype.startswith("application/openmetrics-text") and calls
-    assert body.endswith(b"# EOF\n") and body.count(b"logmetrics_records_read_total %d.0" % svc.agg.records) == 1
-    om = generate_openmetrics(svc.registry)  # type: ignore[no-untyped-call]
-    assert body.split(b"logmetrics_records_read_total")[0] == om.split(b"logmetrics_records_read_total")[0]
+    assert body.endswith(b"# EOF\n") and b"\nlogmetrics__records__read__total " in body  # dots escaping
     src.close()
     thread.join()
     svc.http.close()

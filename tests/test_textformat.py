@@ -1,4 +1,4 @@
-"""textformat.py renders exactly what prometheus_client's generate_latest renders."""
+"""textformat.py renders exactly what prometheus_client's generate_latest renders, in text 0.0.4 and OpenMetrics."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from logmetrics.aggregate import Aggregator, Histogram, Series
 from logmetrics.events import EventKind, Labels, RequestEvent
@@ -57,12 +58,13 @@ def test_exposition_is_prometheus_clients(events: list[tuple[list[str | None], f
     for values, latency, tokens, failed in events:
         agg.add(_event(values, latency, tokens, failed))
     assert exposition(agg) == generate_latest(registry_for(agg))
+    assert exposition(agg, om=True) == generate_openmetrics(registry_for(agg))  # type: ignore[no-untyped-call]
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(_TEXT, _TEXT, _NUMBER), max_size=8), _NUMBER)
 def test_other_families_are_prometheus_clients(rows: list[tuple[str, str, float]], single: float) -> None:
-    labelled = CounterMetricFamily("x_things", "Things\\ with \n help", labels=["b_label", "a_label"])
+    labelled = CounterMetricFamily("x_things", 'Things\\ with \n "help"', labels=["b_label", "a_label"])
     for a, b, v in rows:
         labelled.add_metric([a, b], v)
     gauge = GaugeMetricFamily("x_gauge_total", "a gauge")
@@ -78,6 +80,8 @@ def test_other_families_are_prometheus_clients(rows: list[tuple[str, str, float]
 
     registry.register(Collector())  # type: ignore[arg-type]
     assert "".join(render_metric(m) for m in metrics).encode() == generate_latest(registry)
+    om = "".join(render_metric(m, om=True) for m in metrics) + "# EOF\n"
+    assert om.encode() == generate_openmetrics(registry)  # type: ignore[no-untyped-call]
 
 
 def test_chunks_join_to_the_exposition_and_histograms_render_big_counts() -> None:
@@ -90,3 +94,5 @@ def test_chunks_join_to_the_exposition_and_histograms_render_big_counts() -> Non
     text = "".join(render_series(series))
     assert '_bucket{' in text and "1e+07" in text
     assert b"".join(text_chunks(agg)) == exposition(agg) == generate_latest(registry_for(agg))
+    om = generate_openmetrics(registry_for(agg))  # type: ignore[no-untyped-call]
+    assert b"".join(text_chunks(agg, om=True)) == exposition(agg, om=True) == om
