@@ -142,11 +142,6 @@ def write_exposition(agg: Aggregator, out: IO[bytes]) -> None:
         out.write(chunk)
 
 
-def openmetrics(agg: Aggregator) -> bytes:
-    """OpenMetrics 1.0: what prometheus_client's OpenMetrics encoder writes for `registry_for(agg)`."""
-    return bytes(exposition(agg, om=True))
-
-
 class OpenMetricsBackfill:
     """Samples of every family at a fixed step of record time, then `# EOF`.
 
@@ -172,23 +167,34 @@ class OpenMetricsBackfill:
             self.next_time = (t // self.step + 1) * self.step
 
     def snapshot(self, agg: Aggregator, at: float) -> None:
-        text = openmetrics(agg).decode()
-        stamp = f" {at:.3f}"
-        family = ""
-        for line in text.splitlines():
-            if line.startswith("#"):
+        """Every sample of the OpenMetrics exposition, stamped `at`, onto its family's spool; read
+        piece by piece as rendered (whole lines), never held whole."""
+        stamp = f" {at:.3f}\n"
+        spool: IO[bytes] | None = None
+        samples: list[str] = []
+
+        def flush() -> None:
+            if samples:
+                assert spool is not None, "a sample before any family header"
+                spool.write("".join(samples).encode())
+                samples.clear()
+
+        for chunk in text_chunks(agg, om=True):
+            for line in chunk.decode().splitlines():
+                if not line.startswith("#"):
+                    samples.append(line + stamp)
+                    continue
+                flush()
                 if line == "# EOF":
                     continue
                 family = line.split(" ", 3)[2]
                 headers = self._headers.setdefault(family, [])
                 if family not in self._spool:
                     self._spool[family] = open(os.path.join(self._dir.name, str(len(self._spool))), "w+b")
+                spool = self._spool[family]
                 if line not in headers:
                     headers.append(line)
-                continue
-            if line.split("{", 1)[0].split(" ", 1)[0].endswith("_created"):
-                continue
-            self._spool[family].write((line + stamp + "\n").encode())
+            flush()
 
     def close(self, agg: Aggregator) -> None:
         if agg.newest_time is not None:

@@ -96,3 +96,24 @@ def test_chunks_join_to_the_exposition_and_histograms_render_big_counts() -> Non
     assert b"".join(text_chunks(agg)) == exposition(agg) == generate_latest(registry_for(agg))
     om = generate_openmetrics(registry_for(agg))  # type: ignore[no-untyped-call]
     assert b"".join(text_chunks(agg, om=True)) == exposition(agg, om=True) == om
+
+
+def test_backfill_spools_each_sample_under_its_family_when_a_piece_holds_several(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """OpenMetricsBackfill reads the exposition piece by piece; a piece may end one family and start
+    the next, or go on with the family the last one started: each sample goes under its own family."""
+    import io
+
+    from logmetrics import export
+
+    piece = "# HELP a_x A\n# TYPE a_x counter\na_x_total 1.0\n# HELP b_y B\n# TYPE b_y gauge\nb_y 2.0\n"
+    pieces = iter([[piece.encode(), b"b_y 3.0\n# EOF\n"], [piece.encode(), b"# EOF\n"]])
+    monkeypatch.setattr(export, "text_chunks", lambda agg, om=False: next(pieces))
+    out = io.BytesIO()
+    backfill = export.OpenMetricsBackfill(out, 10.0)
+    backfill.snapshot(Aggregator(), 10.0)
+    backfill.snapshot(Aggregator(), 20.0)
+    backfill.close(Aggregator())
+    assert out.getvalue().decode() == (
+        "# HELP a_x A\n# TYPE a_x counter\na_x_total 1.0 10.000\na_x_total 1.0 20.000\n"
+        "# HELP b_y B\n# TYPE b_y gauge\nb_y 2.0 10.000\nb_y 3.0 10.000\nb_y 2.0 20.000\n# EOF\n"
+    )
