@@ -511,6 +511,13 @@ RESTARTS: list[tuple[str, list[Step], list[Step], list[tuple[str, int, int]], di
         {"lost_files": 1},
     ),
     (
+        "rotated-read-to-its-end-then-deleted-while-stopped",
+        [("w", "r.log", "a", 3), ("sync", 3), ("mv", "r.log", "r.log.1"), ("w", "r.log", "b", 2), ("sync", 5)],
+        [("rm", "r.log.1"), ("w", "r.log", "b", 1, 2)],
+        [("b", 1, 2)],
+        {"lost_files": 0},  # nothing was lost: no warning either
+    ),
+    (
         "deleted-while-stopped",
         [("w", "r.log", "a", 3), ("sync", 3)],
         [("rm", "r.log"), ("w", "r.log", "b", 2)],

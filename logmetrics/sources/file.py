@@ -484,6 +484,7 @@ class FileFollower:
                     "fp": t.fp,
                     "fp_len": t.fp_len,
                     "offset": t.offset,
+                    "size": t.size,  # as last seen: a rotated file read to its end has offset == size
                     "check": _digest(t.ctail),
                     "check_len": len(t.ctail),
                     "skipping": t.skipping,
@@ -757,6 +758,10 @@ class FileFollower:
         copy = None if empty else self._find(path, d, e, by_inode=False)
         if copy is None:
             if found is None and not rewritten and not empty:
+                if not e["current"] and offset >= int(e.get("size", offset + 1)):
+                    # a rotated file, read to its end: its writer had moved on, so nothing is lost
+                    log.info("%s (inode %d) is gone; it had been read to its end", path, want[1])
+                    return
                 self._stats(source).lost_files += 1
                 log.warning(
                     "%s (inode %d) was not found again; lines written after the checkpoint are lost",
