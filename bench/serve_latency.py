@@ -5,7 +5,8 @@ user runs). A writer process appends LiteLLM 1.109.1 request records (the lines 
 fixtures/sample-logs/litellm-1.109.1/requests-runA.jsonl, in turn, one write each) at a fixed
 rate and notes `time.monotonic_ns()` (system-wide on Linux) just before each write. A scraper
 thread here GETs /metrics every `--scrape-ms` over one keep-alive connection and notes when the
-response arrived and its `logmetrics_records_read_total`. The delay of record k is the arrival
+response arrived and its `logmetrics_records_read_total`; it asks for what Prometheus asks for
+(OpenMetrics first, `ACCEPT`). The delay of record k is the arrival
 time of the first scrape showing >= k records minus record k's stamp: it includes the scrape
 period and the render, as a Prometheus scrape would (the scrape's own duration is printed too).
 
@@ -40,6 +41,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "fixtures/sample-logs/litellm-1.109.1/requests-runA.jsonl"
 COUNT = re.compile(rb"^logmetrics_records_read_total (\S+)$", re.M)
+# what Prometheus 2.x sends: OpenMetrics first (3.x adds escaping=allow-utf-8; the same render)
+ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+          "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
 
 WRITER = """
 import os, sys, time
@@ -95,7 +99,7 @@ class Scraper(threading.Thread):
 
     def value(self, conn: http.client.HTTPConnection) -> tuple[float, int, float]:
         t0 = time.monotonic_ns()
-        conn.request("GET", "/metrics")
+        conn.request("GET", "/metrics", headers={"Accept": ACCEPT})
         body = conn.getresponse().read()
         t1 = time.monotonic_ns()
         m = COUNT.search(body)
