@@ -4,10 +4,10 @@
 (prometheus_client's `choose_encoder`, as LiteLLM's own exporter negotiates; Prometheus asks for
 OpenMetrics first). Both are rendered by textformat.py, the bytes prometheus_client would write,
 ~15x faster; prometheus_client renders only what else a client may ask for (an OpenMetrics
-version or name escaping beyond those). What it renders is
-decided by the caller (`serve.py`), which persists the state before answering. `/healthz` is 200
-"ok" or 503 with one line per problem. `serve_metrics()` turns the serve-level counters (plain
-data) into the `logmetrics_*` families that `export.registry_for(extra=...)` appends.
+version or name escaping beyond those). What it renders is decided by the caller (`serve.py`),
+which persists the state before answering. `/healthz` is 200 "ok" or 503 with one line per
+problem. `serve_metrics()` turns the serve-level counters (plain data) into the `logmetrics_*`
+families that `export.registry_for(extra=...)` appends.
 """
 
 from __future__ import annotations
