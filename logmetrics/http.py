@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -144,6 +145,16 @@ class _Server(ThreadingHTTPServer):
                 log.debug("client certificate of %s names none of client_allowed_sans", client_address)
                 return
         super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A request that ended in an exception: a client that went away (reset, broken pipe,
+        timeout: OSError) is a debug line, anything else one warning line; never socketserver's
+        traceback on stderr (the journal), and the server goes on."""
+        e = sys.exc_info()[1]
+        if isinstance(e, OSError):
+            log.debug("connection with %s ended: %s", client_address, e)
+        else:
+            log.warning("request from %s failed: %s: %s", client_address, type(e).__name__, e)
 
 
 class _Server6(_Server):

@@ -10,7 +10,8 @@ wait4) and the follower, on what a careless glob or an attacker can hand them.
   regular files, FIFOs and sub-directories ignored; an empty directory: a usage error;
 - a cardinality attack (distinct models, end users, deployments and routes per record): memory
   and exposition stay bounded by --max-series, the overflow series and
-  logmetrics_series_dropped_total show it. 50k records here; 1M with LOGMETRICS_FUZZ=nightly.
+  logmetrics_series_dropped_total show it. 50k records here; 1M with LOGMETRICS_FUZZ=nightly;
+- HTTP clients of serve that reset the connection mid-request or mid-body: no traceback.
 """
 
 from __future__ import annotations
@@ -475,3 +476,62 @@ def test_cardinality_deployment_state_is_capped(attack: Attack) -> None:
 
 def test_cardinality_access_routes_are_capped(attack: Attack) -> None:
     assert attack.families["logmetrics_http_access_lines"] <= CARD_MAX_SERIES + 1
+
+
+# -- HTTP clients that go away ----------------------------------------------------------------
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a TCP reset (SO_LINGER 0), as a client killed or timing out mid-request does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()
+
+
+def test_http_clients_that_reset_or_break_get_no_traceback(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client reset while serve reads its request or writes a 20 MB body, and a handler that
+    fails outside the scrape's own error handling: no traceback on stderr (socketserver prints one
+    by default), one warning line for the failure that is not the client's, and /metrics still
+    answers."""
+    import http.client
+    import logging
+
+    from logmetrics.http import MetricsServer
+
+    body = b"x" * 20_000_000 + b"\n"
+
+    def broken_health() -> tuple[bool, str]:
+        raise RuntimeError("health check broke")
+
+    server = MetricsServer("127.0.0.1:0", lambda accept: (body, "text/plain"), broken_health)
+    server.start()
+    port = server.address[1]
+    try:
+        with caplog.at_level(logging.DEBUG, logger="logmetrics.http"):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /metr")  # reset while the request line is read
+            time.sleep(0.1)
+            _reset(s)
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 200")  # reset while the body is written
+            _reset(s)
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(10)
+            assert s.recv(100) == b""  # the handler failed: the connection is closed
+            s.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/metrics")
+            assert conn.getresponse().read() == body
+            conn.close()
+            deadline = time.monotonic() + 10
+            while sum("connection with" in r.getMessage() for r in caplog.records) < 2:
+                assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+                time.sleep(0.05)
+    finally:
+        server.close()
+    assert "Traceback" not in capfd.readouterr().err
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].endswith("RuntimeError: health check broke"), warnings
