@@ -40,7 +40,9 @@ def openssl(*args: str, cwd: Path) -> None:
 def make_cert(d: Path, name: str, ca: str, san: str) -> None:
     openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f"{name}.key",
             "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
-    (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+    # the extensions Python 3.13's strict verification (VERIFY_X509_STRICT) wants of a leaf
+    (d / f"{name}.ext").write_text(f"subjectAltName={san}\nauthorityKeyIdentifier=keyid\nbasicConstraints=CA:FALSE\n"
+                                   "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n")
     openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
             "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
 
@@ -52,7 +54,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("pki")
     for ca in ("ca", "rogue-ca"):
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-                f"{ca}.key", "-out", f"{ca}.crt", "-days", "2", "-subj", f"/CN={ca}", cwd=d)
+                f"{ca}.key", "-out", f"{ca}.crt", "-days", "2", "-subj", f"/CN={ca}", "-addext",
+                "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
     make_cert(d, "server", "ca", "DNS:localhost,IP:127.0.0.1")
     make_cert(d, "client", "ca", "DNS:prometheus.example")
     make_cert(d, "other-client", "ca", "DNS:other.example")
