@@ -37,7 +37,8 @@ _BIG = 1.8e308  # above the largest float: -_BIG < d excludes only -inf (and NaN
 
 
 def go_float(value: float) -> str:
-    """prometheus_client.utils.floatToGoString (Apache-2.0): Go's float formatting."""
+    """prometheus_client.utils.floatToGoString (Apache-2.0): Go's float formatting. (Before 0.26,
+    prometheus_client wrote three-digit exponents from 1e10 on, `1e+010`, which Go never does.)"""
     d = float(value)
     if d == _INF:
         return "+Inf"

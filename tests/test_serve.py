@@ -727,10 +727,13 @@ def test_scrapes_are_the_fast_renderer_with_the_same_bytes_as_prometheus_client(
 
     svc.registry.collect = collect  # type: ignore[method-assign]
     stats = svc._stats
+    DOTS = "application/openmetrics-text;version=1.0.0;escaping=dots"
     for accept, fast in (
         ("", True), ("text/plain;version=0.0.4;q=0.5,*/*;q=0.1", True),
         ("application/openmetrics-text; version=1.0.0", True), (PROMETHEUS_2_ACCEPT, True),
-        (PROMETHEUS_3_ACCEPT, True), ("application/openmetrics-text;version=1.0.0;escaping=dots", False),
+        (PROMETHEUS_3_ACCEPT, True),
+        # escaped names: prometheus_client's own (before 0.22, which knows no escaping: plain OpenMetrics)
+        (DOTS, not hasattr(choose_encoder(DOTS)[0], "keywords")),
     ):
         encoder, content_type = choose_encoder(accept)
         body, ctype = svc.scrape(accept)
@@ -742,7 +745,7 @@ def test_scrapes_are_the_fast_renderer_with_the_same_bytes_as_prometheus_client(
         assert body == encoder(svc.registry), accept
         calls.clear()
         svc._stats = stats  # type: ignore[method-assign]
-    assert body.endswith(b"# EOF\n") and b"\nlogmetrics__records__read__total " in body  # dots escaping
+    assert body.endswith(b"# EOF\n")
     src.close()
     thread.join()
     svc.http.close()
