@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 
     r = runs
     mtail_ok = bool(r["mtail simple"].walls)
-    rows = [
+    rows: list[tuple[str, str, str, bool | None]] = [
         ("payload-like replay >= 0.5x floor f (median)", f"{r['replay slp'].rates()} rec/s",
          f"{r['replay slp'].rate() / r['floor f slp'].rate():.2f}x of {r['floor f slp'].rates()}",
          r["replay slp"].rate() >= 0.5 * r["floor f slp"].rate()),
@@ -283,10 +283,12 @@ def main(argv: list[str] | None = None) -> int:
             walls = [w * 1000 for w in cast("list[float]", s[key])]
             client = cast(float, s["om_prometheus_client"]) * 1000
             reference = f"prometheus_client: {client:.0f} ms" if key == "om_walls" else ""
-            rows.append((f"scrape render of {s['series']:,} series < 50 ms, {fmt} ({s['signatures']:,} label sets, "
+            series = cast(int, s["series"])
+            target = "< 50 ms" if series <= 11_000 else "(the target is for 10k)"
+            rows.append((f"scrape render of {series:,} series {target}, {fmt} ({s['signatures']:,} label sets, "
                          f"{int(s['bytes']) / 1e6:.1f} MB)",  # type: ignore[call-overload]
                          f"{statistics.median(walls):.0f} ms ({min(walls):.0f}-{max(walls):.0f})", reference,
-                         statistics.median(walls) < 50))
+                         statistics.median(walls) < 50 if series <= 11_000 else None))
 
     print(f"\nlogmetrics bench: {args.n:,} compact / {args.slp_n:,} payload-like records, {args.repeat} "
           f"repetition(s), python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}\n")
@@ -298,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| target | measured | ratio | met |")
     print("|---|---|---|---|")
     for name, measured, ratio, ok in rows:
-        print(f"| {name} | {measured} | {ratio} | {'yes' if ok else 'NO'} |")
+        print(f"| {name} | {measured} | {ratio} | {'-' if ok is None else 'yes' if ok else 'NO'} |")
     if args.json_out:
         args.json_out.write_text(json.dumps({
             "runs": {k: {"records": v.records, "walls": v.walls, "rss": v.rss} for k, v in runs.items()},
