@@ -33,7 +33,13 @@ from logmetrics.webconfig import WebConfig
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
-_TLS_TIMEOUT = 10.0  # seconds a client has for its TLS handshake and each read
+_TLS_TIMEOUT = 10.0  # seconds a client has for its TLS handshake
+# Connections are bounded, so that clients cannot take serve's file descriptors (systemd's default
+# soft limit is 1024), which the follower needs for the files it reads: at most this many at once
+# (further ones are closed at once), each closed after this long without a request (keep-alive
+# included; Prometheus reconnects) or with a send stuck on a client that does not read.
+MAX_CONNECTIONS = 64
+IDLE_TIMEOUT = 120.0
 
 
 @dataclass
@@ -122,9 +128,36 @@ Health = Callable[[], tuple[bool, str]]  # -> healthy, text
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64  # listen backlog (socketserver's 5 drops a burst of connects: 1 s retries)
     scrape: Scrape
     health: Health
     web: WebConfig | None = None
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._refusing = False  # warned that connections are being refused
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            if not self._refusing:
+                log.warning("%d connections are open to /metrics: closing new ones until some end",
+                            MAX_CONNECTIONS)
+            self._refusing = True
+            self.shutdown_request(request)
+            return
+        self._refusing = False
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()
@@ -164,6 +197,7 @@ class _Server6(_Server):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT  # per connection: waiting for a request, and sending a response
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         path = self.path.split("?", 1)[0]

@@ -535,3 +535,45 @@ def test_http_clients_that_reset_or_break_get_no_traceback(
     assert "Traceback" not in capfd.readouterr().err
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and warnings[0].endswith("RuntimeError: health check broke"), warnings
+
+
+def test_idle_connections_cannot_take_serves_file_descriptors(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that opens connections and sends nothing: beyond MAX_CONNECTIONS they are closed at
+    once (one warning), the open ones are closed after IDLE_TIMEOUT, and /metrics answers again.
+    (Before: each held a thread and a descriptor for ever; 1,020 of them under systemd's soft limit
+    of 1024 descriptors made every scrape time out, and the follower could open no file.)"""
+    import http.client
+    import logging
+
+    from logmetrics import http as lm_http
+
+    monkeypatch.setattr(lm_http, "MAX_CONNECTIONS", 8)
+    monkeypatch.setattr(lm_http._Handler, "timeout", 4.0)
+    server = lm_http.MetricsServer("127.0.0.1:0", lambda accept: (b"up 1\n", "text/plain"), lambda: (True, "ok\n"))
+    server.start()
+    port = server.address[1]
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(8)]
+    opened = time.monotonic()
+    try:
+        time.sleep(0.3)  # all 8 accepted
+        with caplog.at_level(logging.WARNING, logger="logmetrics.http"):
+            for _ in range(20):
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                    assert s.recv(1) == b""  # closed at once, not held
+            assert time.monotonic() - opened < 3  # well before the idle timeout: refused, not timed out
+        assert [r.getMessage() for r in caplog.records] == [
+            "8 connections are open to /metrics: closing new ones until some end"
+        ]
+        for s in idle:
+            assert s.recv(1) == b""  # closed by the server after its idle timeout
+        assert 3.9 < time.monotonic() - opened < 10
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/metrics")
+        assert conn.getresponse().read() == b"up 1\n"
+        conn.close()
+    finally:
+        for s in idle:
+            s.close()
+        server.close()
