@@ -177,9 +177,13 @@ class Series:
 class Aggregator:
     """Everything read so far, as plain data. Not thread-safe: the caller serialises access."""
 
-    def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES, by: str = "model", part: bool = False) -> None:
+    def __init__(self, *, max_series: int = DEFAULT_MAX_SERIES, by: str = "model", part: bool = False,
+                 rates: bool = True) -> None:
         self.max_series = max_series
         self.by = by  # view grouping: "model" (requested model) or "deployment"
+        # whether view rows keep their per-second ring (live rates: serve's and tail's tables); a
+        # replay's summary shows none, and with hundreds of models the rings are half of its state
+        self.rates = rates
         # hot-loop caches: signature -> (its accumulator, its view row, folded into overflow?); the
         # signatures that have an accumulator (at most max_series + a few overflow ones), and a
         # bounded few of those folded into overflow (see _slot). Reset whenever `acc` or `models` is
@@ -401,17 +405,18 @@ class Aggregator:
                 stats = self._models[key] = ModelStats()
         return stats
 
-    @staticmethod
-    def _view(e: RequestEvent, stats: ModelStats) -> None:
+    def _view(self, e: RequestEvent, stats: ModelStats) -> None:
         stats.requests += 1
-        second = int(e.time)
-        slot = stats.per_second.get(second)
-        if slot is None:
-            slot = stats.per_second[second] = [0, 0, 0]
-            if len(stats.per_second) > 180:
-                for old in sorted(stats.per_second)[:-120]:
-                    del stats.per_second[old]
-        slot[0] += 1
+        slot = None
+        if self.rates:
+            second = int(e.time)
+            slot = stats.per_second.get(second)
+            if slot is None:
+                slot = stats.per_second[second] = [0, 0, 0]
+                if len(stats.per_second) > 180:
+                    for old in sorted(stats.per_second)[:-120]:
+                        del stats.per_second[old]
+            slot[0] += 1
         if e.kind is not EventKind.SUCCESS:
             stats.failures += 1
             return
@@ -419,8 +424,9 @@ class Aggregator:
         completion = e.completion_tokens or 0
         stats.prompt_tokens += prompt
         stats.completion_tokens += completion
-        slot[1] += prompt
-        slot[2] += completion
+        if slot is not None:
+            slot[1] += prompt
+            slot[2] += completion
         if e.spend:
             stats.spend_exact += int(e.spend * _EXACT_SCALE)  # exact(), inlined
         if e.total_latency is not None:

@@ -214,7 +214,7 @@ def replay_cmd(
     if by not in ("model", "deployment"):
         raise UsageError("--by takes model or deployment")
     filters = Filters(models=model or [], since=parse_when(since, "--since"), until=parse_when(until, "--until"))
-    agg = Aggregator(max_series=max_series, by=by)
+    agg = Aggregator(max_series=max_series, by=by, rates=False)  # a summary: no live rates
     with ExitStack() as stack:
         backfill = None
         if openmetrics_out is not None:

@@ -152,7 +152,7 @@ def _read_part(part: Part, settings: Settings, shared: Any) -> tuple[Aggregator,
     from logmetrics.parse import Parser
     from logmetrics.pipeline import Ingest
 
-    agg = Aggregator(max_series=settings.max_series, by=settings.by, part=True)
+    agg = Aggregator(max_series=settings.max_series, by=settings.by, part=True, rates=False)
     ingest = Ingest(agg, Parser(max_line_bytes=settings.max_line_bytes, end_user_label=settings.end_user_label),
                     settings.filters)
     stats = ReadStats()

@@ -62,3 +62,18 @@ def test_model_names_from_logs_are_shown_as_plain_text() -> None:
         text = out.getvalue()
         assert "[/x]" in text and "[bold red]boom" in text and "evil?[2J?]0;title?x" in text
         assert "\x1b[2J" not in text and "\x07" not in text
+
+
+def test_a_replay_keeps_no_per_second_rings_and_shows_the_same() -> None:
+    """Aggregator(rates=False), a replay's: no per-second ring per row (with hundreds of models, half
+    the state), the same summary, exposition and token counts; the live views' aggregators keep them."""
+    from logmetrics.export import exposition
+
+    live, summary = Aggregator(), Aggregator(rates=False)
+    for agg in (live, summary):
+        replay([str(SAMPLES)], Ingest(agg, Parser()))
+    assert summary_rows(summary) == summary_rows(live)
+    assert exposition(summary) == exposition(live)
+    assert all(not s.per_second for s in summary.models.values())
+    assert sum(slot[1] for s in live.models.values() for slot in s.per_second.values()) == sum(
+        s.prompt_tokens for s in live.models.values()) > 0
