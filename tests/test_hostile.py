@@ -5,7 +5,7 @@ wait4) and the follower, on what a careless glob or an attacker can hand them.
 - a 10 GB sparse file: its holes are skipped (SEEK_DATA), a record after a hole is still counted;
   NUL runs written out in full end a line too;
 - a FIFO (with a writer: read to its end; without: waits as `cat` does, Ctrl-C exits 0), a pipe
-  with gzip data (`<(gzip -c ...)`), gzip on stdin;
+  with gzip data (`<(gzip -c ...)`), gzip, bzip2 and xz on stdin;
 - /dev/zero, a symlink to it, a socket: a usage error (exit 2) in one line; a directory: its
   regular files, FIFOs and sub-directories ignored; an empty directory: a usage error;
 - a cardinality attack (distinct models, end users, deployments and routes per record): memory
@@ -16,8 +16,10 @@ wait4) and the follower, on what a careless glob or an attacker can hand them.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
+import lzma
 import os
 import re
 import signal
@@ -27,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,7 +213,7 @@ def test_unreadable_files_are_named_on_stderr(tmp_path: Path) -> None:
     (tmp_path / "good.log").write_bytes(GOOD + b"\n")
     r = logmetrics("replay", str(tmp_path / "good.log"), str(tmp_path / "cut.log.gz"), "--json")
     assert r.rc == 0 and 1 < r.json()["records"] < 2001
-    named = f"logmetrics: {tmp_path / 'cut.log.gz'}: not read to the end: gzip data truncated or corrupt\n"
+    named = f"logmetrics: {tmp_path / 'cut.log.gz'}: not read to the end: compressed data truncated or corrupt\n"
     assert named.encode() in r.stderr
     assert r.stderr.endswith(b"1 file(s) could not be read to the end\n") and b"Traceback" not in r.stderr
 
@@ -230,9 +232,10 @@ def test_process_substitution_with_gzip(tmp_path: Path) -> None:
     assert r.json()["records"] == 300
 
 
-def test_gzip_on_stdin(tmp_path: Path) -> None:  # a real stdin: a child process
-    p = tmp_path / "in.gz"
-    p.write_bytes(gzip.compress(b"".join(GOOD + b"\n" for _ in range(7))))
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress], ids=["gzip", "bzip2", "xz"])
+def test_compressed_stdin(tmp_path: Path, compress: Callable[[bytes], bytes]) -> None:  # a real stdin: a child
+    p = tmp_path / "in.z"
+    p.write_bytes(compress(b"".join(GOOD + b"\n" for _ in range(7))))
     with open(p, "rb") as f:
         r = logmetrics("replay", "-", "--json", stdin=f.fileno())
     assert r.json()["records"] == 7

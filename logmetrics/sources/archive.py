@@ -1,6 +1,7 @@
-"""Archived inputs for `replay`: files, globs, gzip (by magic bytes, multi-member), journald's
-`.journal` files, pipes (`<(zcat x.gz)`, a named FIFO: read until the writer closes it), and `-`
-for stdin. A rotated set is read oldest first, whatever order the shell gives
+"""Archived inputs for `replay`: files, globs, compressed files (gzip, bzip2, xz, and zstd where
+Python has it: 3.14+; each recognised by its magic bytes, multi-member), journald's `.journal`
+files, pipes (`<(zcat x.gz)`, a named FIFO: read until the writer closes it), and `-` for stdin.
+A rotated set is read oldest first, whatever order the shell gives
 (`requests.log.3.gz requests.log.2.gz requests.log.1 requests.log`).
 
 Hostile input stays bounded: a line over the limit is dropped as it streams past (never held),
@@ -13,28 +14,80 @@ after the hole is kept. Holes are skipped with SEEK_DATA without being read.
 
 from __future__ import annotations
 
+import bz2
 import errno
 import glob
 import gzip
+import importlib
+import io
+import lzma
 import os
 import re
 import stat
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import BinaryIO, Protocol
 
 from logmetrics.errors import UsageError
 from logmetrics.sources.journald import JOURNAL_MAGIC, UnreadableJournal, read_journal_file
 
-GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
-# name.N, name.N.gz, name-YYYYMMDD, name.YYYY-MM-DD(.gz)
-_ROTATED = re.compile(r"^(?P<base>.+?)[.-](?P<suffix>\d+|\d{4}-\d{2}-\d{2})(?P<gz>\.gz)?$")
 _NULS = re.compile(rb"\x00+")
 _SEEK_DATA: int | None = getattr(os, "SEEK_DATA", None)
+
+
+class UnsupportedCompression(Exception):
+    """A compressed file this Python cannot decompress."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+try:
+    _zstd: ModuleType | None = importlib.import_module("compression.zstd")  # Python 3.14+
+except ImportError:
+    _zstd = None
+
+
+def _zstd_open(fileobj: BinaryIO) -> io.BufferedIOBase:
+    if _zstd is None:
+        raise UnsupportedCompression("zstd-compressed, which this Python cannot read (3.14+ can): "
+                                     "give it decompressed, e.g. zstd -dc FILE | logmetrics replay -")
+    return _zstd.ZstdFile(fileobj, mode="rb")  # type: ignore[no-any-return]
+
+
+Opener = Callable[[BinaryIO], io.BufferedIOBase]
+# magic bytes -> how to read a file object of that compression format
+COMPRESSED: dict[bytes, Opener] = {
+    b"\x1f\x8b": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),
+    b"BZh": lambda f: bz2.BZ2File(f, mode="rb"),
+    b"\xfd7zXZ\x00": lambda f: lzma.LZMAFile(f, mode="rb"),
+    b"\x28\xb5\x2f\xfd": _zstd_open,
+}
+_MAGIC_LEN = max(map(len, COMPRESSED))
+# what a truncated or corrupt compressed file raises as it is read (bz2: OSError without errno)
+_CORRUPT: tuple[type[Exception], ...] = (EOFError, zlib.error, lzma.LZMAError, *([_zstd.ZstdError] if _zstd else []))
+# what reading a file can raise: the file is then counted unreadable (`ReadStats.failed`)
+_UNREADABLE: tuple[type[Exception], ...] = (OSError, *_CORRUPT, UnreadableJournal, UnsupportedCompression)
+_SUFFIXES = r"\.(?:gz|bz2|xz|zst)"  # a compressed rotated file's, as logrotate names them
+# name.N, name-YYYYMMDD, name.YYYY-MM-DD, each maybe with one of the suffixes
+_ROTATED = re.compile(rf"^(?P<base>.+?)[.-](?P<suffix>\d+|\d{{4}}-\d{{2}}-\d{{2}})(?:{_SUFFIXES})?$")
+_COMPRESSED_NAME = re.compile(rf"^(?P<base>.+){_SUFFIXES}$")
+
+
+def compression(head: bytes) -> Opener | None:
+    """How to read a file that starts with `head` when it is compressed; None when it is not."""
+    for magic, opener in COMPRESSED.items():
+        if head.startswith(magic):
+            return opener
+    return None
+
+
 
 
 class Readable(Protocol):
@@ -54,10 +107,10 @@ class ReadStats:
         self.unreadable += 1
         if isinstance(error, OSError) and error.strerror:
             why = error.strerror
-        elif isinstance(error, UnreadableJournal):
+        elif isinstance(error, (UnreadableJournal, UnsupportedCompression)):
             why = error.reason
-        else:  # EOFError, zlib.error
-            why = "gzip data truncated or corrupt"
+        else:  # _CORRUPT
+            why = "compressed data truncated or corrupt"
         self.problems.setdefault(path, why)
 
 
@@ -107,8 +160,8 @@ def rotation_key(path: str) -> tuple[str, int, object]:
     d, name = os.path.split(path)
     m = _ROTATED.match(name)
     if m is None:
-        base = name[:-3] if name.endswith(".gz") else name
-        return (os.path.join(d, base), 2, 0)
+        unzipped = _COMPRESSED_NAME.match(name)
+        return (os.path.join(d, unzipped.group("base") if unzipped else name), 2, 0)
     suffix = m.group("suffix")
     base = os.path.join(d, m.group("base"))
     if "-" in suffix or (len(suffix) == 8 and suffix[:2] in ("19", "20")):
@@ -133,7 +186,7 @@ def read_lines(paths: list[str], stats: ReadStats, max_line_bytes: int) -> Itera
                 else:
                     stream, fd = source
                     yield from _split(stream, stats, max_line_bytes, fd)
-        except (OSError, EOFError, zlib.error, UnreadableJournal) as e:
+        except _UNREADABLE as e:
             stats.failed(path, e)
 
 
@@ -170,7 +223,7 @@ def line_starts(path: str, size: int, n: int) -> list[int]:
 
 
 def regular_file(path: str) -> tuple[int, bool] | None:
-    """A regular file's size and whether it is plain (read as it is: not gzip, not a journal file);
+    """A regular file's size and whether it is plain (read as it is: not compressed, not a journal file);
     None for stdin ("-") and anything not a regular file, which is never opened here (opening a FIFO
     waits for a writer, and a read would take its bytes from the replay). Raises OSError."""
     if path == "-":
@@ -179,8 +232,8 @@ def regular_file(path: str) -> tuple[int, bool] | None:
     if not stat.S_ISREG(st.st_mode):
         return None
     with open(path, "rb") as f:
-        head = f.read(len(JOURNAL_MAGIC))
-    return st.st_size, head[:2] != GZIP_MAGIC and head != JOURNAL_MAGIC
+        head = f.read(max(len(JOURNAL_MAGIC), _MAGIC_LEN))
+    return st.st_size, compression(head) is None and not head.startswith(JOURNAL_MAGIC)
 
 
 def plain_size(path: str) -> int | None:
@@ -194,7 +247,7 @@ def plain_size(path: str) -> int | None:
 
 
 def _open(path: str, stack: ExitStack) -> tuple[Readable, int | None] | None:
-    """The bytes of `path` (gunzipped), and the descriptor of a plain regular file (read with
+    """The bytes of `path` (decompressed), and the descriptor of a plain regular file (read with
     pread, holes skipped), or None for a journal file. A pipe is opened once and never rewound:
     its first bytes are peeked, not consumed (a FIFO's open waits for a writer, as `cat` does)."""
     if path == "-":
@@ -202,16 +255,18 @@ def _open(path: str, stack: ExitStack) -> tuple[Readable, int | None] | None:
     else:
         raw = stack.enter_context(open(path, "rb", buffering=0))
         if stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
-            head = os.pread(raw.fileno(), len(JOURNAL_MAGIC), 0)
-            if head == JOURNAL_MAGIC:
+            head = os.pread(raw.fileno(), max(len(JOURNAL_MAGIC), _MAGIC_LEN), 0)
+            if head.startswith(JOURNAL_MAGIC):
                 return None
-            if head[:2] != GZIP_MAGIC:
+            opener = compression(head)
+            if opener is None:
                 return raw, raw.fileno()
-            return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")), None
+            return stack.enter_context(opener(raw)), None
         buffered = stack.enter_context(open(raw.fileno(), "rb", buffering=_CHUNK, closefd=False))
     peek = getattr(buffered, "peek", None)  # a BufferedReader's; a replaced stdin may lack it
-    if peek is not None and peek(2)[:2] == GZIP_MAGIC:
-        return stack.enter_context(gzip.GzipFile(fileobj=buffered, mode="rb")), None
+    opener = compression(peek(_MAGIC_LEN)[:_MAGIC_LEN]) if peek is not None else None
+    if opener is not None:
+        return stack.enter_context(opener(buffered)), None
     return buffered, None
 
 

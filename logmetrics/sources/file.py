@@ -40,6 +40,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Literal, Protocol
 
 from logmetrics.errors import SourceError
+from logmetrics.sources.archive import COMPRESSED
 from logmetrics.sources.batch import Batch
 
 __all__ = ["Backend", "Batch", "FileFollower", "SourceStats"]
@@ -57,7 +58,7 @@ _TURN_BYTES = 64 << 20  # read at most this much of one file before looking at t
 _STOP_CHECK = 0.25  # seconds between looks at `stop` while idle
 
 
-_COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\xfd7zXZ")  # gzip, zstd, bzip2, xz
+_COMPRESSED = tuple(COMPRESSED)  # magic bytes of the compressed files a rotation leaves beside the log
 
 
 def _digest(data: bytes) -> str:
@@ -986,7 +987,7 @@ class FileFollower:
                 fd, st = _open(x.path)
             except OSError:
                 continue
-            if self._known_closed(ident, fd) is not None or _pread(fd, 6, 0).startswith(_COMPRESSED):
+            if self._known_closed(ident, fd) is not None or _pread(fd, 8, 0).startswith(_COMPRESSED):
                 os.close(fd)
                 continue
             c = self._add(t.source, x.path, fd, st)
