@@ -181,6 +181,27 @@ def test_replay_rotated_set_compressed_by_each_compresscmd(tmp_path: Path) -> No
     assert [archive.plain_size(f) is None for f in files] == [True, True, True, True, False, False]
 
 
+@pytest.mark.parametrize(
+    "oldest_first",
+    [
+        ["r.log.12.gz", "r.log.3.xz", "r.log.2", "r.log.1", "r.log"],  # rotate 12, compress, delaycompress
+        ["r.log-20251130.gz", "r.log-20251201.bz2", "r.log-20251202", "r.log"],  # dateext (-%Y%m%d)
+        ["r.log-2025120123.gz", "r.log-2025120200.gz", "r.log-2025120201", "r.log"],  # hourly: -%Y%m%d%H
+        ["r.log-999999999.gz", "r.log-1764630000.gz", "r.log-1764633600", "r.log"],  # -%s: epoch seconds
+        ["r.log.2025-12-01-23.gz", "r.log.2025-12-02-00", "r.log.2025-12-02-01", "r.log"],  # .%Y-%m-%d-%H
+    ],
+    ids=["numbered", "dateext", "dateext-hourly", "dateext-epoch", "dateext-dashed-hourly"],
+)
+def test_rotated_names_are_read_oldest_first(tmp_path: Path, oldest_first: list[str]) -> None:
+    """Whatever order the shell or the user gives them: a date suffix is a date however long (an
+    hourly or epoch one is no rotation number, higher-is-older), and its own dashes are not the base's."""
+    for name in oldest_first:
+        (tmp_path / name).write_bytes(b"")
+    given = [str(tmp_path / n) for n in reversed(oldest_first)]
+    assert [Path(f).name for f in archive.expand(given)] == oldest_first
+    assert [Path(f).name for f in archive.expand([str(tmp_path / "r.log*")])] == oldest_first
+
+
 def test_replay_zstd_archive_is_read_or_named_with_the_way_to_read_it(tmp_path: Path) -> None:
     data = b"".join(x + b"\n" for x in lines("a", 5))
     p = tmp_path / "r.log.1.zst"

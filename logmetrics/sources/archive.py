@@ -75,8 +75,12 @@ _CORRUPT: tuple[type[Exception], ...] = (EOFError, zlib.error, lzma.LZMAError, *
 # what reading a file can raise: the file is then counted unreadable (`ReadStats.failed`)
 _UNREADABLE: tuple[type[Exception], ...] = (OSError, *_CORRUPT, UnreadableJournal, UnsupportedCompression)
 _SUFFIXES = r"\.(?:gz|bz2|xz|zst)"  # a compressed rotated file's, as logrotate names them
-# name.N, name-YYYYMMDD, name.YYYY-MM-DD, each maybe with one of the suffixes
-_ROTATED = re.compile(rf"^(?P<base>.+?)[.-](?P<suffix>\d+|\d{{4}}-\d{{2}}-\d{{2}})(?:{_SUFFIXES})?$")
+# name.N; name-DATE (logrotate's dateext): dateformat's -%Y%m%d (the default), -%Y%m%d%H (hourly),
+# -%s (epoch seconds), .%Y-%m-%d and .%Y-%m-%d-%H...; each maybe with one of the suffixes
+_ROTATED = re.compile(
+    r"^(?P<base>.+?)[.-](?:(?P<date>\d{4}-\d{2}-\d{2}(?:[-_T]\d{2}(?:[-:]?\d{2}){0,2})?|\d{8,})|(?P<n>\d{1,7}))"
+    rf"(?:{_SUFFIXES})?$"
+)
 _COMPRESSED_NAME = re.compile(rf"^(?P<base>.+){_SUFFIXES}$")
 
 
@@ -162,11 +166,11 @@ def rotation_key(path: str) -> tuple[str, int, object]:
     if m is None:
         unzipped = _COMPRESSED_NAME.match(name)
         return (os.path.join(d, unzipped.group("base") if unzipped else name), 2, 0)
-    suffix = m.group("suffix")
     base = os.path.join(d, m.group("base"))
-    if "-" in suffix or (len(suffix) == 8 and suffix[:2] in ("19", "20")):
-        return (base, 1, suffix)  # a date: ascending is oldest first
-    return (base, 0, -int(suffix))  # a rotation number: higher is older
+    date = m.group("date")
+    if date:  # ascending is oldest first; digits only (-%s among them) compare as numbers
+        return (base, 1, date.zfill(24) if date.isdigit() else date)
+    return (base, 0, -int(m.group("n")))  # a rotation number: higher is older
 
 
 def read_lines(paths: list[str], stats: ReadStats, max_line_bytes: int) -> Iterator[bytes]:
