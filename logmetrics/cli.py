@@ -203,9 +203,9 @@ def replay_cmd(
         "--max-series", help="Cardinality cap: distinct label sets kept before new ones are folded into "
         "an overflow series (logmetrics_series_dropped_total).")] = 10_000,
     jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", help="Processes reading inputs of 32 MB and more (0: one per CPU; each holds its own "
-        "state: --jobs 1 uses least memory). Any number gives the same output; --openmetrics-out, stdin and "
-        "pipes are read by one.", min=0)] = 0,
+        "--jobs", "-j", help="Processes reading inputs of 32 MB and more (0: one per CPU it may use, cgroup CPU "
+        "quota included; each holds its own state: --jobs 1 uses least memory). Any number gives the same output; "
+        "--openmetrics-out, stdin and pipes are read by one.", min=0)] = 0,
 ) -> None:
     """Process archived LiteLLM logs offline: a per-model summary, and metrics Prometheus can load.
 

@@ -13,6 +13,7 @@ Used by `pipeline.replay` for regular files only (stdin and pipes are read in or
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import pickle
@@ -52,11 +53,64 @@ class Part:
 
 
 def jobs_default() -> int:
-    """One worker per CPU this process may run on."""
+    """One worker per CPU this process may run on: its CPU affinity, capped by its cgroup's CPU
+    quota (a container's `--cpus`, systemd's `CPUQuota=`), rounded up. Without the cap a container
+    limited to one CPU on a 64-CPU host would start 64 processes, each with a state of its own."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    return max(1, min(cpus, math.ceil(limit))) if limit is not None else cpus
+
+
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup", cgroup_file: str = "/proc/self/cgroup") -> float | None:
+    """The CPUs the CFS quota of this process's cgroup (the smallest of it and its ancestors) allows,
+    cgroup v2 (`cpu.max`) or v1 (`cpu.cfs_quota_us` / `cpu.cfs_period_us`); None without a quota.
+    A cgroup path not found under the mount (a container's own cgroup namespace) is the mount's root."""
+    try:
+        with open(cgroup_file) as f:
+            entries = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return None
+    limits: list[float] = []
+    for entry in entries:
+        if len(entry) != 3:
+            continue
+        hierarchy, controllers, path = entry
+        if hierarchy == "0" and not controllers:
+            mounts, read = [root, os.path.join(root, "unified")], _quota_v2
+        elif "cpu" in controllers.split(","):
+            mounts, read = [os.path.join(root, controllers), os.path.join(root, "cpu")], _quota_v1
+        else:
+            continue
+        for mount in mounts:
+            d = os.path.normpath(os.path.join(mount, path.lstrip("/")))
+            if not os.path.isdir(d):
+                d = mount
+            while True:
+                try:
+                    limit = read(d)
+                except (OSError, ValueError):
+                    limit = None
+                if limit is not None:
+                    limits.append(limit)
+                if d == mount or len(d) <= len(mount):
+                    break
+                d = os.path.dirname(d)
+    return min(limits) if limits else None
+
+
+def _quota_v2(d: str) -> float | None:
+    with open(os.path.join(d, "cpu.max")) as f:
+        quota, period = f.read().split()[:2]  # "max 100000" or "150000 100000"
+    return None if quota == "max" else int(quota) / int(period)
+
+
+def _quota_v1(d: str) -> float | None:
+    with open(os.path.join(d, "cpu.cfs_quota_us")) as f, open(os.path.join(d, "cpu.cfs_period_us")) as g:
+        quota, period = int(f.read()), int(g.read())
+    return quota / period if quota > 0 and period > 0 else None
 
 
 def plan(files: list[str], jobs: int) -> list[Part] | None:

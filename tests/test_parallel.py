@@ -10,6 +10,8 @@ import os
 import random
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -182,3 +184,72 @@ def test_a_worker_that_dies_is_a_one_line_error(inputs: list[str], monkeypatch: 
     with pytest.raises(RuntimeError, match="a bug"):
         _replay(inputs, 2, 10_000)
     assert not multiprocessing.active_children()
+
+
+def _cgroup_tree(root: Path, own: str, files: dict[str, str]) -> Path:
+    """A cgroup mount under `root` and a /proc/self/cgroup naming `own` (lines as the kernel writes)."""
+    root.mkdir()
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (root / "proc-cgroup").write_text(own)
+    return root / "proc-cgroup"
+
+
+@pytest.mark.parametrize(
+    ("own", "files", "limit"),
+    [
+        ("0::/\n", {"cpu.max": "max 100000\n"}, None),  # v2, no quota
+        ("0::/\n", {"cpu.max": "150000 100000\n"}, 1.5),  # v2 in a namespace: `docker run --cpus 1.5`
+        ("0::/user.slice/u.service\n", {"cpu.max": "max 100000\n", "user.slice/cpu.max": "200000 100000\n",
+                                        "user.slice/u.service/cpu.max": "max 100000\n"}, 2.0),  # an ancestor's
+        ("0::/host/only/path\n", {"cpu.max": "50000 100000\n"}, 0.5),  # a path not under the mount: its root
+        ("12:cpu,cpuacct:/docker/abc\n0::/\n", {"cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "300000\n",
+                                               "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"}, 3.0),  # v1
+        ("4:cpu:/x\n", {"cpu/x/cpu.cfs_quota_us": "-1\n", "cpu/x/cpu.cfs_period_us": "100000\n"}, None),  # v1: none
+        ("0::/\n", {"cpu.max": "garbage\n"}, None),  # unreadable: no cap
+        ("", {}, None),
+    ],
+    ids=["v2-none", "v2-namespaced", "v2-ancestor", "v2-foreign-path", "v1-docker", "v1-none", "garbage", "none"],
+)
+def test_cgroup_cpu_limit_from_the_files(tmp_path: Path, own: str, files: dict[str, str], limit: float | None) -> None:
+    """The parsing, on files laid out as the kernel does (the real kernel interface: the test below)."""
+    proc = _cgroup_tree(tmp_path / "fs", own, files)
+    assert parallel.cgroup_cpu_limit(str(tmp_path / "fs"), str(proc)) == limit
+
+
+def _jobs_in_a_cgroup(cgroup: Path, quota_file: str, quota: str) -> str:
+    (cgroup / quota_file).write_text(quota)
+    code = "from logmetrics.parallel import jobs_default; print(jobs_default())"
+    procs = str(cgroup / "cgroup.procs")
+
+    def join() -> None:
+        with open(procs, "w") as f:
+            f.write(str(os.getpid()))
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, preexec_fn=join, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_jobs_default_follows_a_real_cgroup_cpu_quota() -> None:
+    """A real child process in a real cgroup with a CPU quota of one CPU: one job, whatever the CPU count.
+    Needs root and a writable cgroup hierarchy (v1 cpu controller, or v2 with cpu enabled); else skipped."""
+    name = f"logmetrics-test-{os.getpid()}"
+    candidates = [(Path("/sys/fs/cgroup/cpu") / name, "cpu.cfs_quota_us", "100000"),  # period: 100000
+                  (Path("/sys/fs/cgroup") / name, "cpu.max", "100000 100000")]
+    for cgroup, quota_file, quota in candidates:
+        try:
+            cgroup.mkdir()
+        except OSError:
+            continue
+        try:
+            if not (cgroup / quota_file).exists():
+                continue
+            assert _jobs_in_a_cgroup(cgroup, quota_file, quota) == "1"
+            unlimited = "-1" if quota_file == "cpu.cfs_quota_us" else "max 100000"
+            assert _jobs_in_a_cgroup(cgroup, quota_file, unlimited) == str(parallel.jobs_default())
+            return
+        finally:
+            cgroup.rmdir()
+    pytest.skip("no writable cgroup with a cpu controller here")
