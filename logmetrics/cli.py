@@ -6,14 +6,16 @@ stdout is data (tables, JSON, exposition); stderr is for people. Exit codes: 0 s
 
 from __future__ import annotations
 
+import errno
 import importlib
+import io
 import os
 import re
 import signal
 import sys
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -215,7 +217,7 @@ def replay_cmd(
         raise UsageError("--by takes model or deployment")
     filters = Filters(models=model or [], since=parse_when(since, "--since"), until=parse_when(until, "--until"))
     agg = Aggregator(max_series=max_series, by=by, rates=False)  # a summary: no live rates
-    with ExitStack() as stack:
+    with _writing(openmetrics_out), ExitStack() as stack:
         backfill = None
         if openmetrics_out is not None:
             out = stack.enter_context(_create(openmetrics_out))
@@ -224,14 +226,15 @@ def replay_cmd(
         progress = stack.enter_context(ReplayProgress(err)) if err.is_terminal else None
         stats = replay(paths, ingest, progress, jobs or jobs_default())
     if metrics_out is not None:
-        with _create(metrics_out) as f:
+        with _writing(metrics_out), _create(metrics_out) as f:
             write_exposition(agg, f)
     if json_out:
         doc = {"models": summary_rows(agg), "records": agg.records, "skipped": skipped_summary(agg),
                "files": stats.files, "bytes": stats.bytes_read}
         sys.stdout.buffer.write(msgspec.json.encode(doc) + b"\n")
     else:
-        Console(highlight=False).print(summary_table(agg))
+        out = Console(highlight=False)
+        out.print(summary_table(agg, encoding=out.encoding))
         err.print(skipped_line(agg), markup=False)
     for path, why in list(stats.problems.items())[:_PROBLEMS_SHOWN]:
         err.print(f"logmetrics: {path}: not read to the end: {why}", markup=False)
@@ -261,13 +264,51 @@ def _create(path: Path):  # type: ignore[no-untyped-def]
         raise UsageError(f"cannot write {path}: {e.strerror}") from None
 
 
+@contextmanager
+def _writing(path: Path | None) -> Iterator[None]:
+    """A full disk while writing `path` (--metrics-out, --openmetrics-out) is one line, exit 1."""
+    try:
+        yield
+    except OSError as e:
+        if path is None or e.errno not in _FULL:
+            raise
+        raise LogmetricsError(f"cannot write {path}: {e.strerror}") from None
+
+
 def _interrupted(signum: int, frame: object) -> None:
     """Ctrl-C: stop quietly with exit 0 (click would print "Aborted!" and exit 1)."""
     raise SystemExit(0)
 
 
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # write errors only: a full disk or device
+
+
+def _quiet_stdout() -> None:
+    """fd 1 to /dev/null: the interpreter's last flush of what is still buffered stays silent."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno() if sys.stdout is not None else 1)
+
+
+def _streams() -> None:
+    """stdout as every command may write to it, whatever the environment:
+    - closed (`>&-`): Python leaves sys.stdout None (an AttributeError at the first write); fd 1 is
+      pointed at /dev/null (so no file opened later lands there) and output is discarded, as when
+      the reader of a pipe has gone;
+    - an encoding that cannot hold a label (LC_ALL=C with PYTHONUTF8=0, PYTHONIOENCODING=ascii or
+      latin-1): a CJK model name or rich's box and ellipsis characters would raise
+      UnicodeEncodeError; they are written as `?` instead."""
+    if sys.stdout is None:
+        _quiet_stdout()
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", write_through=True)
+    out = sys.stdout
+    if isinstance(out, io.TextIOWrapper) and out.errors in ("strict", "surrogateescape"):
+        utf8 = out.encoding.lower().replace("-", "") == "utf8"
+        if not (utf8 and out.errors == "surrogateescape"):  # surrogateescape: a file name's bytes as given
+            out.reconfigure(errors="replace")
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, _interrupted)  # serve and tail install their own while they run
+    _streams()
     try:
         app(standalone_mode=True)
     except UsageError as e:
@@ -277,5 +318,17 @@ def main() -> None:
     except KeyboardInterrupt:
         raise SystemExit(0) from None
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _quiet_stdout()
         raise SystemExit(0) from None
+    except SystemExit as e:
+        # rich (help, tables) and click end a write to a closed pipe with exit 1 (`--help | head -1`):
+        # the reader has gone, which is not an error
+        if e.code == 1 and isinstance(e.__context__, BrokenPipeError):
+            _quiet_stdout()
+            raise SystemExit(0) from None
+        raise
+    except OSError as e:  # stdout on a full disk or device (`> /dev/full`): one line, not a traceback
+        if e.errno not in _FULL:
+            raise
+        _quiet_stdout()
+        fail(f"cannot write to stdout: {e.strerror}")

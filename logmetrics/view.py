@@ -33,6 +33,14 @@ def printable(text: str) -> str:
     return text if text.isprintable() else text.translate(_CONTROL)
 
 
+def encodable(text: str, encoding: str) -> str:
+    """`text` as a stdout in `encoding` will show it (cli.py writes what it cannot hold as `?`):
+    rich then measures the cells that are really written, and columns stay aligned."""
+    if encoding.lower().replace("-", "") in ("utf8", "utf16", "utf32"):
+        return text
+    return text.encode(encoding, "replace").decode(encoding)
+
+
 def summary_rows(agg: Aggregator) -> list[dict[str, Any]]:
     """One row per model (sorted by requests, descending) and a last "total" row, as plain data
     (what `replay --json` prints)."""
@@ -73,8 +81,9 @@ def _seconds(v: float | None) -> str:
     return f"{v * 1000:.0f}ms" if v < 1 else f"{v:.2f}s"
 
 
-def summary_table(agg: Aggregator, title: str = "LiteLLM requests per model") -> Table:
-    """Fits 80 columns: no vertical rules, short headers, and a model column that folds."""
+def summary_table(agg: Aggregator, title: str = "LiteLLM requests per model", encoding: str = "utf-8") -> Table:
+    """Fits 80 columns: no vertical rules, short headers, and a model column that folds.
+    `encoding`: the console's (model names it cannot hold are shown with `?`)."""
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for col in ("model", "reqs", "fail", "err%", "p50", "p95", "p99", "tok in", "tok out", "spend $"):
         left = col == "model"
@@ -84,7 +93,7 @@ def summary_table(agg: Aggregator, title: str = "LiteLLM requests per model") ->
     for i, r in enumerate(rows):
         last = i == len(rows) - 1
         table.add_row(
-            Text(printable(r["model"]), style="bold" if last else ""),
+            Text(encodable(printable(r["model"]), encoding), style="bold" if last else ""),
             f"{r['requests']:,}", f"{r['failures']:,}", f"{r['error_pct']:.1f}",
             _seconds(r["latency_p50_s"]), _seconds(r["latency_p95_s"]), _seconds(r["latency_p99_s"]),
             f"{r['tokens_in']:,}", f"{r['tokens_out']:,}", f"{r['spend_usd']:.4f}",
@@ -298,11 +307,13 @@ class LiveTable:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Table | Text]:
         cols, model_width = self.columns(options.max_width)
+        enc = options.encoding
+        marker = encodable(" ▼", enc) if not options.ascii_only else " v"
         table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False, header_style="bold",
                       show_footer=True, footer_style="bold")
         for c in cols:
             header = self.by if c.key == "model" else c.header
-            table.add_column(header + (" ▼" if c.key == self.sort and c.key != "model" else ""),
+            table.add_column(header + (marker if c.key == self.sort and c.key != "model" else ""),
                              footer=_cell(c.key, self.total[c.key]),
                              justify="left" if c.key == "model" else "right", no_wrap=True,
                              max_width=model_width if c.key == "model" else None, overflow="ellipsis")
@@ -312,9 +323,10 @@ class LiveTable:
             if len(rows) > room:
                 rows = [*rows[: room - 1], {"model": f"… {len(rows) - room + 1} more", **_blank()}]
         for r in rows:
-            table.add_row(*(Text(printable(r["model"])) if c.key == "model" else _cell(c.key, r[c.key]) for c in cols))
+            table.add_row(*(Text(encodable(printable(r["model"]), enc)) if c.key == "model" else _cell(c.key, r[c.key])
+                            for c in cols))
         yield table
-        yield Text(self._footer(), style="dim", no_wrap=True, overflow="ellipsis")
+        yield Text(encodable(printable(self._footer()), enc), style="dim", no_wrap=True, overflow="ellipsis")
 
     def _footer(self) -> str:
         f = self.footer

@@ -1,0 +1,142 @@
+"""The CLI in the environments real terminals and shells give it: stdout in an encoding that cannot
+hold a label (LC_ALL=C with PYTHONUTF8=0, PYTHONIOENCODING=ascii/latin-1), stdout on a full device,
+closed (`>&-`), or a pipe whose reader has gone (`| head -1`), and labels a client chose (CJK, emoji,
+combining marks, bidi overrides, escape sequences). Never a traceback; stdout is the product."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from logmetrics.aggregate import Aggregator
+from logmetrics.parse import Parser
+from logmetrics.view import TableFooter, live_table, summary_table
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDS = ROOT / "fixtures" / "sample-logs" / "litellm-1.109.1-callback" / "requests.log"
+TIMEOUT = 30
+FULL = os.path.exists("/dev/full")
+
+NAMES = [
+    "模型-中文-テスト",  # CJK: two cells each
+    "gpt-🚀-4o",  # emoji
+    "e\u0301e\u0301-model",  # combining marks
+    "\u202eroot\u202c-مرحبا",  # a bidi override, RTL
+    "gpt\u200b-4o",  # zero width
+    "x\u001b[2J\u001b]0;title\u0007",  # escape sequences
+    "L" * 500,
+]
+
+
+def hostile_log(tmp_path: Path) -> Path:
+    """Real LiteLLM records (a success and a failure) whose names are NAMES."""
+    records = [json.loads(line) for line in RECORDS.read_text().splitlines()]
+    bases = [next(r for r in records if r["hook"] == hook) for hook in ("success", "failure")]
+    out = []
+    for name in NAMES:
+        for base in bases:
+            r = copy.deepcopy(base)
+            p = r["payload"]
+            p["model_group"], p["model"], r["facts"]["model"] = name, "openai/" + name, name
+            r["facts"]["original_model_group"] = name
+            p["metadata"]["user_agent"] = p["metadata"]["user_api_key_team_alias"] = name
+            out.append(json.dumps(r))
+    out.append(out[0].replace("gpt-4o-mini", "lone\\ud800surrogate"))
+    path = tmp_path / "hostile.log"
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def logmetrics(*args: str, env: dict[str, str] | None = None, **kw: object) -> subprocess.CompletedProcess[bytes]:
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kw}
+    return subprocess.run([sys.executable, "-m", "logmetrics", *args], cwd=ROOT, timeout=TIMEOUT,
+                          env={**os.environ, **(env or {})}, **pipes)  # type: ignore[call-overload]
+
+
+ENCODINGS = [{"PYTHONIOENCODING": "ascii"}, {"PYTHONIOENCODING": "latin-1"},
+             {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}]
+
+
+@pytest.mark.parametrize("env", ENCODINGS, ids=["ascii", "latin-1", "C-no-utf8-mode"])
+def test_non_utf8_stdout_never_raises(tmp_path: Path, env: dict[str, str]) -> None:
+    log = str(hostile_log(tmp_path))
+    for args in (["replay", log], ["tail", "--no-follow", "-n", "all", log],
+                 ["tail", "--no-follow", "-n", "all", "--table", log], ["replay", "--help"], ["tail", "--help"]):
+        done = logmetrics(*args, env={"COLUMNS": "100", **env})
+        assert done.returncode == 0 and b"Traceback" not in done.stderr, (args, done.stderr[-300:])
+        assert b"\x1b" not in done.stdout
+    table = logmetrics("tail", "--no-follow", "-n", "all", "--table", log, env={"COLUMNS": "100", **env})
+    lines = [x for x in table.stdout.decode("latin-1").splitlines() if "|" in x]
+    assert len(lines) >= len(NAMES) + 2
+    assert len({tuple(m.start() for m in re.finditer(r"\|", x)) for x in lines}) == 1, "\n".join(lines)
+
+
+class _Ascii(io.StringIO):
+    encoding = "ascii"  # what rich reads of a stdout
+
+
+def test_tables_measure_what_the_encoding_shows() -> None:
+    """On an ascii stdout a CJK name is written `?` a character (cli.py): rich must measure that,
+    not two cells a character, or every column after the name moves."""
+    agg = Aggregator()
+    parser = Parser()
+    first = RECORDS.read_text().splitlines()[0]
+    for name in NAMES:
+        agg.add(parser.parse(first.replace("gpt-4o-mini", json.dumps(name)[1:-1]).encode()))
+    for renderable in (summary_table(agg, encoding="ascii"),
+                       live_table(agg, footer=TableFooter("app.log"), now=agg.newest_time)):
+        console = Console(file=_Ascii(), width=100, color_system=None)
+        console.print(renderable)
+        text = console.file.getvalue().replace("\u2026", "?")  # type: ignore[attr-defined]
+        text.encode("ascii")
+        lines = [x for x in text.splitlines() if x.count("|") > 2]
+        assert len(lines) > len(NAMES)
+        assert len({tuple(m.start() for m in re.finditer(r"\|", x)) for x in lines}) == 1, text
+
+
+@pytest.mark.skipif(not FULL, reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["replay", "{log}"], ["replay", "--json", "{log}"], ["--help"], ["replay", "--help"],
+                                  ["tail", "--help"], ["tail", "--no-follow", "-n", "all", "--table", "{log}"]])
+def test_full_stdout_is_one_line(args: list[str]) -> None:
+    argv = [a.format(log=RECORDS) for a in args]
+    with open("/dev/full", "wb") as full:
+        done = logmetrics(*argv, stdout=full)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1] == b"logmetrics: cannot write to stdout: No space left on device"
+    assert b"Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(not FULL, reason="needs /dev/full")
+@pytest.mark.parametrize("option", ["--metrics-out", "--openmetrics-out"])
+def test_full_output_file_is_one_line(option: str) -> None:
+    done = logmetrics("replay", option, "/dev/full", str(RECORDS))
+    assert done.returncode == 1
+    assert done.stderr == b"logmetrics: cannot write /dev/full: No space left on device\n"
+
+
+@pytest.mark.parametrize("args", [["replay", "--json", "{log}"], ["tail", "--no-follow", "-o", "json", "{log}"],
+                                  ["replay", "{log}"], ["--help"]])
+def test_closed_stdout(args: list[str]) -> None:
+    argv = [sys.executable, "-m", "logmetrics", *(a.format(log=RECORDS) for a in args)]
+    done = subprocess.run(["bash", "-c", 'exec "$@" >&-', "_", *argv], cwd=ROOT, capture_output=True, timeout=TIMEOUT)
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["tail", "--help"]])
+def test_help_into_a_pipe_whose_reader_has_gone(args: list[str]) -> None:
+    p = subprocess.Popen([sys.executable, "-m", "logmetrics", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()  # before it writes: `| head -0`
+    assert p.wait(TIMEOUT) == 0
+    assert p.stderr.read() == b""
+    p.stderr.close()
