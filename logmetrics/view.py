@@ -5,6 +5,7 @@ Renderables never print: the CLI hands them to a Console (or to `rich.live.Live`
 
 from __future__ import annotations
 
+import _thread
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -375,11 +376,19 @@ def live_display(console: Console, make: Callable[[], RenderableType], interval:
             yield
         return
     stop = threading.Event()
+    failed: list[BaseException] = []
+    caller = threading.current_thread()
 
     def snapshots() -> None:
-        while not stop.wait(interval):
-            console.print(make(), "")
-            console.file.flush()
+        try:
+            while not stop.wait(interval):
+                console.print(make(), "")
+                console.file.flush()
+        except BaseException as e:  # noqa: BLE001 - the reader of the pipe went away, or a full disk
+            # the body may wait for input forever (a follower): stop it, and raise this in its place
+            failed.append(e.__context__ if isinstance(e, SystemExit) and e.__context__ else e)
+            if caller is threading.main_thread():
+                _thread.interrupt_main()
 
     thread = threading.Thread(target=snapshots, name="logmetrics-table", daemon=True)
     thread.start()
@@ -388,4 +397,6 @@ def live_display(console: Console, make: Callable[[], RenderableType], interval:
     finally:
         stop.set()
         thread.join()
+        if failed:
+            raise failed[0]
         console.print(make())

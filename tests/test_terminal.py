@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,23 @@ def test_help_into_a_pipe_whose_reader_has_gone(args: list[str]) -> None:
     assert p.wait(TIMEOUT) == 0
     assert p.stderr.read() == b""
     p.stderr.close()
+
+
+@pytest.mark.skipif(not FULL, reason="needs /dev/full")
+def test_following_table_on_a_gone_pipe_or_a_full_device_stops(tmp_path: Path) -> None:
+    """The snapshots are written by another thread than the follower's: a write error there used to
+    kill only that thread (a traceback on stderr), and `tail --table | head -1` followed forever."""
+    log = tmp_path / "requests.log"
+    log.write_bytes(RECORDS.read_bytes())
+    argv = [sys.executable, "-m", "logmetrics", "tail", "--table", "--interval", "0.1", str(log)]
+    p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.readline()
+    p.stdout.close()
+    assert p.wait(TIMEOUT) == 0 and p.stderr.read() == b""
+    p.stderr.close()
+    started = time.monotonic()
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(argv, cwd=ROOT, stdout=full, stderr=subprocess.PIPE, timeout=TIMEOUT)
+    assert done.returncode == 1 and time.monotonic() - started < TIMEOUT
+    assert done.stderr == b"logmetrics: cannot write to stdout: No space left on device\n"
