@@ -6,6 +6,8 @@ Renderables never print: the CLI hands them to a Console (or to `rich.live.Live`
 from __future__ import annotations
 
 import _thread
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -372,7 +374,7 @@ def live_display(console: Console, make: Callable[[], RenderableType], interval:
     """
     if console.is_terminal:
         with Live(get_renderable=make, console=console, refresh_per_second=1 / interval,
-                  vertical_overflow="crop"):
+                  vertical_overflow="crop") as live, _cursor_on_stop(live):
             yield
         return
     stop = threading.Event()
@@ -400,3 +402,27 @@ def live_display(console: Console, make: Callable[[], RenderableType], interval:
         if failed:
             raise failed[0]
         console.print(make())
+
+
+@contextmanager
+def _cursor_on_stop(live: Live) -> Iterator[None]:
+    """Ctrl-Z (SIGTSTP) shows the cursor rich `Live` hides before the shell takes the terminal
+    back, and hides it again on `fg` (SIGCONT)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stopped(signum: int, frame: object) -> None:
+        live.console.show_cursor(True)
+        live.console.file.flush()
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here until SIGCONT
+        signal.signal(signal.SIGTSTP, stopped)
+        live.console.show_cursor(False)
+        live.refresh()
+
+    previous = signal.signal(signal.SIGTSTP, stopped)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTSTP, previous)

@@ -754,6 +754,31 @@ def test_tmux_live_table_updates(tmp_path: Path, tmux_run: Callable[[str, dict[s
     assert "exit=0" in screen and screen.count("total") == 1 and "Traceback" not in screen
 
 
+
+@pytest.mark.real
+@tmux_only
+def test_tmux_ctrl_z_leaves_the_cursor_visible(tmp_path: Path, tmux_run: Callable[[str, dict[str, str]], Tmux]) -> None:
+    """rich Live hides the cursor while it draws; Ctrl-Z used to stop the process with it hidden, so
+    the shell got back a terminal without a cursor. Shown on SIGTSTP, hidden again on `fg`."""
+    log = tmp_path / "requests.log"
+    log.write_bytes(REQUESTS.read_bytes())
+    t = tmux_run(f"tail --table -n all --interval 0.2 {log}", COLOR_ENV)
+
+    def cursor() -> str:
+        return t.tmux("display-message", "-p", "-t", "t", "#{cursor_flag}#{alternate_on}").strip()
+
+    t.wait(lambda s: "total" in s and cursor() == "00")  # drawing: cursor hidden, no alternate screen
+    t.tmux("send-keys", "-t", "t", "C-z")
+    t.wait(lambda s: "exit=148" in s)  # stopped: the shell has the terminal again
+    assert cursor() == "10"
+    t.tmux("send-keys", "-t", "t", "fg", "Enter")
+    t.wait(lambda s: cursor() == "00")  # drawing again
+    t.tmux("send-keys", "-t", "t", "C-c")
+    t.wait(lambda s: cursor() == "10")
+    t.tmux("send-keys", "-t", "t", "clear; stty -a | tr ' ;' '\\n\\n' | grep -cxE 'echo|icanon'", "Enter")
+    t.wait(lambda s: "2" in s.splitlines())  # the terminal is usable: echo and line editing on
+
+
 # -- journald (real journalctl on real journal files) -------------------------------------------
 
 journal_only = pytest.mark.skipif(shutil.which("journalctl") is None or not Path("/lib/systemd/systemd-journal-remote")
