@@ -366,13 +366,14 @@ def live_table(agg: Aggregator, *, sort: str = "requests", now: float | None = N
 @contextmanager
 def live_display(console: Console, make: Callable[[], RenderableType], interval: float = 1.0) -> Iterator[None]:
     """Show `make()` while the body runs: a rich `Live` refreshed every `interval` seconds on a
-    terminal, else one plain snapshot printed every `interval` seconds (and one at the end).
+    terminal, else (a pipe, a file, TERM=dumb) one plain snapshot printed every `interval` seconds
+    (and one at the end).
     `make` is called from another thread: take the aggregator's lock inside it.
 
         with live_display(console, lambda: live_table(agg, footer=...)):
             ingest_forever()
     """
-    if console.is_terminal:
+    if console.is_interactive:  # a terminal that can move the cursor (not TERM=dumb: Live would draw nothing)
         with Live(get_renderable=make, console=console, refresh_per_second=1 / interval,
                   vertical_overflow="crop") as live, _cursor_on_stop(live):
             yield

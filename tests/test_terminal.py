@@ -20,7 +20,7 @@ from rich.console import Console
 
 from logmetrics.aggregate import Aggregator
 from logmetrics.parse import Parser
-from logmetrics.view import TableFooter, live_table, summary_table
+from logmetrics.view import TableFooter, live_display, live_table, summary_table
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "fixtures" / "sample-logs" / "litellm-1.109.1-callback" / "requests.log"
@@ -161,3 +161,17 @@ def test_following_table_on_a_gone_pipe_or_a_full_device_stops(tmp_path: Path) -
         done = subprocess.run(argv, cwd=ROOT, stdout=full, stderr=subprocess.PIPE, timeout=TIMEOUT)
     assert done.returncode == 1 and time.monotonic() - started < TIMEOUT
     assert done.stderr == b"logmetrics: cannot write to stdout: No space left on device\n"
+
+
+def test_live_display_on_a_dumb_terminal_prints_snapshots() -> None:
+    """TERM=dumb (Emacs shell, some CI consoles): a terminal that cannot move the cursor. rich's Live
+    draws nothing there until it stops, so `tail --table` showed nothing until Ctrl-C."""
+    out = io.StringIO()
+    console = Console(file=out, width=80, color_system=None, force_terminal=True, force_interactive=False)
+    shown = iter(range(1, 1000))
+    with live_display(console, lambda: f"snapshot {next(shown)}", interval=0.05):
+        deadline = time.monotonic() + TIMEOUT
+        while out.getvalue().count("snapshot") < 2:
+            assert time.monotonic() < deadline, out.getvalue()
+            time.sleep(0.01)
+    assert "\x1b" not in out.getvalue()
