@@ -26,13 +26,16 @@ from rich.text import Text
 from logmetrics.aggregate import Aggregator, ModelStats
 from logmetrics.events import SkipReason
 
-_CONTROL = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], "?")
+# C0 and C1 controls, and the bidirectional controls (a terminal with bidi support, such as VTE's,
+# would show the rest of the line reversed after U+202E: numbers spoofed by a client's model name)
+_BIDI = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_CONTROL = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0), *_BIDI], "?")
 
 
 def printable(text: str) -> str:
     """Text from logs (a model name, an error message) for a terminal: no control character (an ANSI
-    escape sequence a client put in a model name) reaches it. Shown as plain `Text`, never as rich
-    markup (a name like "[/x]" is a markup error)."""
+    escape sequence a client put in a model name) and no bidi override reaches it. Shown as plain
+    `Text`, never as rich markup (a name like "[/x]" is a markup error)."""
     return text if text.isprintable() else text.translate(_CONTROL)
 
 

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from logmetrics.aggregate import Aggregator
 from logmetrics.parse import Parser
-from logmetrics.view import TableFooter, live_display, live_table, summary_table
+from logmetrics.view import TableFooter, live_display, live_table, printable, summary_table
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "fixtures" / "sample-logs" / "litellm-1.109.1-callback" / "requests.log"
@@ -102,6 +102,16 @@ def test_tables_measure_what_the_encoding_shows() -> None:
         lines = [x for x in text.splitlines() if x.count("|") > 2]
         assert len(lines) > len(NAMES)
         assert len({tuple(m.start() for m in re.finditer(r"\|", x)) for x in lines}) == 1, text
+
+
+def test_bidi_controls_never_reach_the_terminal() -> None:
+    for control in ("\u202e", "\u202d", "\u2066", "\u2067", "\u2068", "\u2069", "\u200e", "\u200f", "\u061c"):
+        assert control not in printable(f"a{control}b")
+    assert printable("模型 gpt-🚀 e\u0301") == "模型 gpt-🚀 e\u0301"  # printable text is kept as it is
+    log_line = RECORDS.read_text().splitlines()[0].replace("gpt-4o-mini", "\\u202eroot")
+    shown = subprocess.run([sys.executable, "-m", "logmetrics", "tail", "--no-follow", "-n", "1", "-"], cwd=ROOT,
+                           input=log_line.encode(), capture_output=True, timeout=TIMEOUT).stdout.decode()
+    assert "?root -> ?root" in shown and "\u202e" not in shown
 
 
 @pytest.mark.skipif(not FULL, reason="needs /dev/full")
