@@ -34,7 +34,7 @@ from logmetrics.parallel import jobs_default
 from logmetrics.parse import DEFAULT_MAX_LINE_BYTES, InvalidTime, Parser, epoch
 from logmetrics.pipeline import Filters, Ingest, replay
 from logmetrics.sources.archive import ReadStats
-from logmetrics.view import skipped_line, skipped_summary, summary_rows, summary_table
+from logmetrics.view import skipped_line, skipped_summary, summary_rows, summary_table, summary_width
 
 
 def _lazy_command(module: str, attr: str, name: str) -> Callable[[], Any]:
@@ -234,7 +234,10 @@ def replay_cmd(
         sys.stdout.buffer.write(msgspec.json.encode(doc) + b"\n")
     else:
         out = Console(highlight=False)
-        out.print(summary_table(agg, encoding=out.encoding))
+        table = summary_table(agg, encoding=out.encoding)
+        # narrower than the numbers need (COLUMNS=40, a split pane): lines wrap, nothing is cut
+        out.width = max(out.width, summary_width(table))
+        out.print(table)
         err.print(skipped_line(agg), markup=False)
     for path, why in list(stats.problems.items())[:_PROBLEMS_SHOWN]:
         err.print(f"logmetrics: {path}: not read to the end: {why}", markup=False)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich import box
+from rich.cells import cell_len
 from rich.color import ColorSystem
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.live import Live
@@ -106,6 +107,14 @@ def summary_table(agg: Aggregator, title: str = "LiteLLM requests per model", en
             end_section=i == len(rows) - 2,
         )
     return table
+
+
+def summary_width(table: Table) -> int:
+    """The narrowest width at which `summary_table` loses nothing: every number whole, the model
+    column folded to its 12. Narrower, rich would cut numbers to `1…` and drop the model column."""
+    widths = [max([cell_len(str(c.header)), *(cell_len(str(cell)) for cell in c.cells)]) if i else c.min_width or 0
+              for i, c in enumerate(table.columns)]
+    return sum(widths) + 2 * len(widths)
 
 
 def skipped_line(agg: Aggregator) -> str:

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
 from logmetrics.aggregate import Aggregator
+from logmetrics.cli import app
 from logmetrics.parse import Parser
 from logmetrics.view import TableFooter, live_display, live_table, printable, summary_table
 
@@ -185,3 +187,14 @@ def test_live_display_on_a_dumb_terminal_prints_snapshots() -> None:
             assert time.monotonic() < deadline, out.getvalue()
             time.sleep(0.01)
     assert "\x1b" not in out.getvalue()
+
+
+@pytest.mark.parametrize("columns", ["20", "40", "60"])
+def test_replay_summary_on_a_narrow_terminal_cuts_nothing(columns: str) -> None:
+    """Below ~80 columns rich cut every number to `1…` and dropped the model column: the summary is
+    the product. It is now printed at the width its numbers need (the terminal wraps the lines)."""
+    samples = str(ROOT / "fixtures" / "sample-logs")
+    wide = CliRunner().invoke(app, ["replay", samples], env={"COLUMNS": "80"})
+    narrow = CliRunner().invoke(app, ["replay", samples], env={"COLUMNS": columns})
+    assert narrow.exit_code == 0 and "…" not in narrow.stdout
+    assert narrow.stdout == wide.stdout
