@@ -137,10 +137,14 @@ def parse_step(text: str) -> float:
 
 _PROBLEMS_SHOWN = 10  # unreadable files named on stderr after a replay
 MAX_LINE_HELP = "Longest line accepted, in bytes; longer lines are skipped and counted (too_long)."
+# no word longer than ~28 characters in option help: typer cuts it with "…" at 80 columns
+# (the setting is LiteLLM's enable_end_user_cost_tracking_prometheus_only, named in README.md)
 END_USER_HELP = (
-    "Fill the end_user label from payload-only records, as LiteLLM does with "
-    "enable_end_user_cost_tracking_prometheus_only (records from logmetrics' callback carry the setting)."
+    "Fill the end_user label from payload-only records, as LiteLLM does when its end-user cost "
+    "tracking for Prometheus is on (records from logmetrics' callback carry the setting)."
 )
+MAX_SERIES_HELP = ("Cardinality cap: distinct label sets kept before new ones are folded into an overflow "
+                   "series (and counted by family in the metric of dropped series).")
 
 
 class ReplayProgress:
@@ -202,8 +206,7 @@ def replay_cmd(
     end_user: Annotated[bool, typer.Option("--end-user-label", help=END_USER_HELP)] = False,
     max_line: Annotated[int, typer.Option("--max-line-bytes", help=MAX_LINE_HELP)] = DEFAULT_MAX_LINE_BYTES,
     max_series: Annotated[int, typer.Option(
-        "--max-series", help="Cardinality cap: distinct label sets kept before new ones are folded into "
-        "an overflow series (logmetrics_series_dropped_total).")] = 10_000,
+        "--max-series", help=MAX_SERIES_HELP)] = 10_000,
     jobs: Annotated[int, typer.Option(
         "--jobs", "-j", help="Processes reading inputs of 32 MB and more (0: one per CPU it may use, cgroup CPU "
         "quota included; each holds its own state: --jobs 1 uses least memory). Any number gives the same output; "

@@ -461,14 +461,14 @@ def serve_cmd(
         envvar=_env("STATE_DIR"), show_default=False)] = None,
     max_series: Annotated[int, typer.Option(
         "--max-series", help="Cardinality cap: distinct label sets kept before new ones are folded into "
-        "an overflow series (logmetrics_series_dropped_total).", envvar=_env("MAX_SERIES"))
+        "an overflow series (and counted by family in the metric of dropped series).", envvar=_env("MAX_SERIES"))
     ] = DEFAULT_MAX_SERIES,
     max_line: Annotated[int, typer.Option(
         "--max-line-bytes", help="Longest line accepted, in bytes; longer lines are skipped and counted "
         "(too_long).", envvar=_env("MAX_LINE_BYTES"))] = DEFAULT_MAX_LINE_BYTES,
     end_user: Annotated[bool, typer.Option(
-        "--end-user-label", help="Fill the end_user label from payload-only records (LiteLLM's "
-        "enable_end_user_cost_tracking_prometheus_only).", envvar=_env("END_USER_LABEL"))] = False,
+        "--end-user-label", help="Fill the end_user label from payload-only records, as LiteLLM does when "
+        "its end-user cost tracking for Prometheus is on.", envvar=_env("END_USER_LABEL"))] = False,
     stall_seconds: Annotated[float, typer.Option(
         "--stall-seconds", help="/healthz fails when complete lines wait this long without being read.",
         envvar=_env("STALL_SECONDS"))] = 60.0,

@@ -198,3 +198,13 @@ def test_replay_summary_on_a_narrow_terminal_cuts_nothing(columns: str) -> None:
     narrow = CliRunner().invoke(app, ["replay", samples], env={"COLUMNS": columns})
     assert narrow.exit_code == 0 and "…" not in narrow.stdout
     assert narrow.stdout == wide.stdout
+
+
+@pytest.mark.parametrize("cmd", [[], ["replay"], ["tail"], ["serve"], ["state"], ["state", "show"], ["state", "reset"],
+                                 ["litellm-callback"]])
+def test_help_at_80_columns_cuts_no_word(cmd: list[str]) -> None:
+    """typer cuts a help word longer than its column with `…` (at 80 columns the help column of
+    `replay --help` is ~28 wide): `enable_end_user_cost_trackin…` said nothing."""
+    done = logmetrics(*cmd, "--help", env={"COLUMNS": "80", "NO_COLOR": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "…" not in done.stdout.decode(), done.stdout.decode()
