@@ -182,7 +182,7 @@ class ReplayProgress:
 def replay_cmd(
     paths: Annotated[list[str], typer.Argument(
         help="Files, globs, directories, .gz archives, journald .journal files, or - for stdin. "
-        "Rotated sets are read oldest first.", show_default=False)],
+        "Rotated sets are read oldest first.", show_default=False, metavar="PATH...")],
     metrics_out: Annotated[Path | None, typer.Option(
         "--metrics-out", help="Write the final state as Prometheus text exposition (what /metrics "
         "would serve after reading the same records).", show_default=False)] = None,

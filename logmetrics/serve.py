@@ -444,7 +444,7 @@ def _env(name: str) -> str:
 def serve_cmd(
     paths: Annotated[list[str] | None, typer.Argument(
         help="Log file or glob to follow (quote a glob), or - for standard input.",
-        envvar=_env("PATH"), show_default=False)] = None,
+        envvar=_env("PATH"), show_default=False, metavar="PATH...")] = None,
     journal: Annotated[str | None, typer.Option(
         "--journal", help="Follow this systemd unit's journal instead of a file (e.g. litellm).",
         envvar=_env("JOURNAL"), show_default=False)] = None,

@@ -519,7 +519,7 @@ def tail_cmd(
     paths: Annotated[list[str] | None, typer.Argument(
         help="The log file to follow (rotated and .gz archives of it may be given too: they are read "
         "oldest first), or - for stdin. Example: logmetrics tail /var/log/litellm/requests.log",
-        show_default=False, metavar="PATH")] = None,
+        show_default=False, metavar="PATH...")] = None,
     lines: Annotated[str, typer.Option(
         "-n", "--lines", help="Show the last N records first, or 'all'. Example: -n 100, -n all.")] = "10",
     follow: Annotated[bool, typer.Option(
