@@ -600,6 +600,9 @@ def tail_cmd(
         raise UsageError(f"--level takes one of {', '.join(LEVELS)}")
     filters = Filters(models=model or [], since=parse_when(since, "--since"), until=parse_when(until, "--until"),
                       providers=provider or [], status=status, level=lvl, grep=grep)  # type: ignore[arg-type]
+    if not paths and journal is None and sys.stdin.isatty():  # it would wait, silent, for records typed in
+        sys.stderr.write("logmetrics: no PATH given: reading records from the terminal (Ctrl-D ends); "
+                         "give a log, e.g. logmetrics tail /var/log/litellm/requests.log\n")
     select = Select(filters, requests_only)
     parser = Parser(max_line_bytes=max_line)
     n = _lines_arg(lines)

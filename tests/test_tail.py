@@ -11,6 +11,7 @@ import fnmatch
 import io
 import json
 import os
+import pty
 import random
 import re
 import select
@@ -589,6 +590,25 @@ def test_stdin() -> None:
     assert [json.loads(x) for x in last.stdout.splitlines()] == every[-3:]
     streamed = CliRunner().invoke(app, ["tail", "-o", "json", "-"], input=data)  # follows to end of input
     assert [json.loads(x) for x in streamed.stdout.splitlines()] == every
+
+
+@pytest.mark.parametrize("args", [[], ["-"]], ids=["no-path", "dash"])
+def test_terminal_stdin_without_a_path_says_so(args: list[str]) -> None:
+    """`logmetrics tail` alone on a terminal waits for records typed in: one line on stderr says so
+    (with `-`, asked for, nothing is said). A real pseudo-terminal; Ctrl-D ends the input."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "logmetrics", "tail", "--no-follow", *args], cwd=ROOT,
+                                stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        os.close(slave)
+        os.write(master, b"\x04")  # Ctrl-D: end of input
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        os.close(master)
+    assert proc.returncode == 0, err
+    hint = b"logmetrics: no PATH given: reading records from the terminal (Ctrl-D ends)"
+    assert err.startswith(hint) if not args else hint not in err
+    assert err.count(b"\n") == (1 if not args else 0) and b"Traceback" not in err
 
 
 def test_table_no_follow_prints_one_snapshot() -> None:
