@@ -268,10 +268,12 @@ def _open(path: str, stack: ExitStack) -> tuple[Readable, int | None] | None:
             return stack.enter_context(opener(raw)), None
         buffered = stack.enter_context(open(raw.fileno(), "rb", buffering=_CHUNK, closefd=False))
     peek = getattr(buffered, "peek", None)  # a BufferedReader's; a replaced stdin may lack it
-    head = peek(_MAGIC_LEN)[:_MAGIC_LEN] if peek is not None else None
-    if head == b"":  # the end already (a terminal's Ctrl-D is one end: a read after it would wait again)
+    if peek is None:
+        return buffered, None
+    start: bytes = peek(_MAGIC_LEN)[:_MAGIC_LEN]
+    if not start:  # the end already (a terminal's Ctrl-D is one end: a read after it would wait again)
         return io.BytesIO(), None
-    opener = compression(head) if head is not None else None
+    opener = compression(start)
     if opener is not None:
         return stack.enter_context(opener(buffered)), None
     return buffered, None
