@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import BinaryIO, Protocol
 
-from logmetrics.errors import UsageError
+from logmetrics.errors import SourceError, UsageError
 from logmetrics.sources.journald import JOURNAL_MAGIC, UnreadableJournal, read_journal_file
 
 _CHUNK = 1 << 20
@@ -40,7 +40,7 @@ _NULS = re.compile(rb"\x00+")
 _SEEK_DATA: int | None = getattr(os, "SEEK_DATA", None)
 
 
-class UnsupportedCompression(Exception):
+class UnsupportedCompression(SourceError):
     """A compressed file this Python cannot decompress."""
 
     def __init__(self, reason: str) -> None:
@@ -90,8 +90,6 @@ def compression(head: bytes) -> Opener | None:
         if head.startswith(magic):
             return opener
     return None
-
-
 
 
 class Readable(Protocol):
