@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -194,22 +195,32 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
+def request_path(target: str) -> str:
+    """The path of a request target: origin-form (`/metrics?x=1`) or absolute-form
+    (`http://host:9464/metrics`, which an HTTP/1.1 server must accept: RFC 9112, 3.2.2)."""
+    if not target.startswith("/"):
+        parts = urlsplit(target)
+        if parts.scheme.lower() in ("http", "https") and parts.netloc:
+            return parts.path or "/"
+    return target.split("?", 1)[0]
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    _close = False  # close the connection after this answer
     timeout = IDLE_TIMEOUT  # per connection: waiting for a request, and sending a response
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        path = self.path.split("?", 1)[0]
+        path = request_path(self.path)
+        # a request body (never sent by a scraper) is not read: the connection is closed after the
+        # answer, so that the body is not taken for the next request on a kept-alive connection
+        self._close = self.headers.get("Transfer-Encoding") is not None or self.headers.get(
+            "Content-Length", "0").strip() != "0"
         web = self.server.web
         if web is not None and not web.authorized(self.headers.get("Authorization")):
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="logmetrics", charset="UTF-8"')
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", "13")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(b"Unauthorized\n")
+            self._send(401, b"Unauthorized\n", "text/plain; charset=utf-8",
+                       {"WWW-Authenticate": 'Basic realm="logmetrics", charset="UTF-8"'})
             return
         if path == "/metrics":
             try:
@@ -228,12 +239,19 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
 
-    def _send(self, code: int, body: Body, ctype: str) -> None:
+    def _send(self, code: int, body: Body, ctype: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(code)
-        for name, value in (self.server.web.headers.items() if self.server.web is not None else ()):
+        if code == 401:
+            headers = extra or {}
+        else:
+            headers = dict(self.server.web.headers.items()) if self.server.web is not None else {}
+            headers.update(extra or {})
+        for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        if self._close:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)

@@ -580,3 +580,49 @@ def test_idle_connections_cannot_take_serves_file_descriptors(
         for s in idle:
             s.close()
         server.close()
+
+
+# -- HTTP request forms -----------------------------------------------------------------------
+
+
+def _exchange(port: int, data: bytes) -> bytes:
+    """Send `data` on one connection and read until the server closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(1 << 16):
+            out += chunk
+    return out
+
+
+def test_absolute_form_targets_and_request_bodies() -> None:
+    """`GET http://host/metrics HTTP/1.1` (absolute-form, which an HTTP/1.1 server must accept; some
+    proxies and clients send it) is answered as `/metrics` (was 404). A GET with a body on a kept-alive
+    connection is answered and the connection closed, never the body parsed as the next request
+    (was a `400 Bad request syntax ('0123456789GET ...')` for the pipelined request that followed)."""
+    from logmetrics.http import MetricsServer
+
+    server = MetricsServer("127.0.0.1:0", lambda accept: (b"up 1\n", "text/plain"), lambda: (True, "ok\n"))
+    server.start()
+    port = server.address[1]
+    try:
+        for target, body in ((b"http://localhost/metrics", b"up 1\n"), (b"HTTP://x:9464/metrics?a=1", b"up 1\n"),
+                             (b"http://x:9464/healthz", b"ok\n"), (b"http://x", b"logmetrics: "),
+                             (b"http://x/nope", b"not found")):
+            out = _exchange(port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            head, _, got = out.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 404" if b"nope" in target else b"HTTP/1.1 200"), (target, head)
+            assert got.startswith(body), (target, got)
+        out = _exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789"
+                              b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 200") and b"\r\nConnection: close\r\n" in out, out
+        assert out.count(b"HTTP/1.1 ") == 1 and out.endswith(b"\r\n\r\nok\n"), out
+        out = _exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              b"5\r\nhello\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert out.count(b"HTTP/1.1 ") == 1 and out.endswith(b"\r\n\r\nok\n"), out
+        # pipelined requests without bodies are all answered, on the one connection
+        out = _exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 3
+                              + b"HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert out.count(b"HTTP/1.1 200 OK") == 4 and out.endswith(b"Content-Length: 5\r\n\r\n"), out
+    finally:
+        server.close()
