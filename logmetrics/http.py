@@ -12,6 +12,7 @@ families that `export.registry_for(extra=...)` appends.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import ssl
@@ -115,12 +116,28 @@ def _plain_openmetrics(encoder: Callable[..., bytes]) -> bool:
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """`HOST:PORT`, `[V6]:PORT` or `:PORT` (all interfaces)."""
+    """`HOST:PORT`, `[V6]:PORT` or `:PORT` (all IPv4 interfaces; `[::]:PORT` is IPv6 and IPv4)."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(f"--listen {text!r}: give HOST:PORT, e.g. {DEFAULT_LISTEN}")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    if ":" in host and not _ipv6(host):  # `::1` (no port) is host ":" and port 1
+        raise UsageError(f"--listen {text!r}: give HOST:PORT, with an IPv6 address in brackets, e.g. [::1]:9464")
     return host or "0.0.0.0", int(port)
+
+
+def _ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def url_host(host: str) -> str:
+    """`host` as written in a URL: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 Scrape = Callable[[str], tuple[Body, str]]  # Accept header -> body, content type
@@ -194,6 +211,12 @@ class _Server(ThreadingHTTPServer):
 class _Server6(_Server):
     address_family = socket.AF_INET6
 
+    def server_bind(self) -> None:
+        if ipaddress.IPv6Address(self.server_address[0]).is_unspecified:
+            # `[::]`: IPv4 too, whatever net.ipv6.bindv6only says (its default, 0, does the same)
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
 
 def request_path(target: str) -> str:
     """The path of a request target: origin-form (`/metrics?x=1`) or absolute-form
@@ -203,6 +226,23 @@ def request_path(target: str) -> str:
         if parts.scheme.lower() in ("http", "https") and parts.netloc:
             return parts.path or "/"
     return target.split("?", 1)[0]
+
+
+def _family(host: str, port: int) -> tuple[type[_Server], str]:
+    """The server class for `host`, and the address to bind: IPv6 for an IPv6 address, and for a
+    name with IPv6 addresses only (`ip6-localhost`); IPv4 otherwise (`localhost` stays 127.0.0.1
+    where it also has ::1)."""
+    if ":" in host:
+        return _Server6, host
+    try:
+        socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    except socket.gaierror:
+        try:
+            infos = socket.getaddrinfo(host, port, socket.AF_INET6, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+        except socket.gaierror:
+            return _Server, host  # binding says what is wrong with the name
+        return _Server6, str(infos[0][4][0])
+    return _Server, host
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -267,7 +307,7 @@ class MetricsServer:
 
     def __init__(self, listen: str, scrape: Scrape, health: Health, web: WebConfig | None = None) -> None:
         host, port = parse_listen(listen)
-        cls = _Server6 if ":" in host else _Server
+        cls, host = _family(host, port)
         try:
             self._server = cls((host, port), _Handler)
         except OSError as e:
@@ -281,6 +321,14 @@ class MetricsServer:
     def address(self) -> tuple[str, int]:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        """Where /metrics answers, e.g. `http://[::1]:9464/metrics`."""
+        host, port = self.address
+        web = self._server.web
+        scheme = "https" if web is not None and web.ssl_context is not None else "http"
+        return f"{scheme}://{url_host(host)}:{port}/metrics"
 
     def start(self) -> None:
         self._thread.start()

@@ -365,8 +365,7 @@ class Service:
                 r.thread.start()
             self.persist(force=True)
             self.http.start()
-            host, port = self.http.address
-            where = f"http://{host}:{port}/metrics"
+            where = self.http.url
             log.info("serving %s; state in %s", where, self.store.path)
             self.notifier.ready(f"serving {where}")
             tick = min(1.0, self.notifier.watchdog_interval or 1.0)

@@ -533,8 +533,10 @@ def test_state_show_reset_and_one_serve_per_state_dir(
 @pytest.mark.parametrize(
     ("args", "message"),
     [([], "give a log file"), (["x.log", "--journal", "litellm"], "give a log file"),
-     (["-", "x.log"], "cannot be combined"), (["x.log", "--listen", "nowhere"], "--listen 'nowhere'")],
-    ids=["no-source", "both", "stdin-and-file", "bad-listen"])
+     (["-", "x.log"], "cannot be combined"), (["x.log", "--listen", "nowhere"], "--listen 'nowhere'"),
+     (["x.log", "--listen", "::1"], "--listen '::1': give HOST:PORT, with an IPv6 address in brackets"),
+     (["x.log", "--listen", "[::1]"], "--listen '[::1]': give HOST:PORT")],
+    ids=["no-source", "both", "stdin-and-file", "bad-listen", "ipv6-without-port", "bracketed-without-port"])
 def test_usage_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], message: str,
                                           monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(monkeypatch, capsys, "serve", *args, "--state-dir", str(tmp_path))
@@ -749,3 +751,63 @@ def test_scrapes_are_the_fast_renderer_with_the_same_bytes_as_prometheus_client(
     src.close()
     thread.join()
     svc.http.close()
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.status, r.read()
+
+
+def test_ipv6_listen_addresses(tmp_path: Path, procs: list[Serve]) -> None:
+    """`--listen [::1]:PORT` serves on ::1 and says so with a URL that works (was
+    `serving http://::1:PORT/metrics`, also the systemd status line); `[::]:PORT` is reachable over
+    IPv4 and IPv6, whatever net.ipv6.bindv6only says."""
+    log = tmp_path / "requests.log"
+    log.write_bytes(b"".join(x + b"\n" for x in RECORDS[:4]))
+    with socket.socket(socket.AF_INET6) as sock:
+        sock.bind(("::1", 0))
+        port = sock.getsockname()[1]
+    s = Serve(tmp_path, str(log), "--listen", f"[::1]:{port}", "--state-dir", str(tmp_path / "state"), listen=False)
+    procs.append(s)
+    url = f"http://[::1]:{port}/metrics"
+    wait_for("serve on ::1", lambda: f"serving {url};" in s.stderr())
+    wait_for("4 records", lambda: b"\nlogmetrics_records_read_total 4.0\n" in _get(url)[1])
+    assert s.stop() == 0
+    s = Serve(tmp_path, str(log), "--listen", f"[::]:{port}", "--state-dir", str(tmp_path / "state"),
+              port=port, listen=False)
+    procs.append(s)
+    wait_for("serve on ::", lambda: f"serving http://[::]:{port}/metrics;" in s.stderr())
+    for where in (f"127.0.0.1:{port}", f"[::1]:{port}"):
+        status, body = _get(f"http://{where}/metrics")
+        assert status == 200 and b"\nlogmetrics_records_read_total 4.0\n" in body, where
+    assert s.stop() == 0
+    assert "Traceback" not in s.stderr()
+
+
+def test_a_name_with_ipv6_addresses_only_is_listened_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A --listen name that resolves to IPv6 addresses only (Debian's `ip6-localhost`) binds its
+    address (was `cannot listen on ip6-localhost:9464: Name or service not known`: every name
+    was bound as IPv4); a name with an IPv4 address stays IPv4."""
+    from logmetrics.http import MetricsServer
+
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, port: Any, family: int = 0, *args: Any) -> Any:
+        if host == "v6only.test":
+            if family == socket.AF_INET:
+                raise socket.gaierror(socket.EAI_ADDRFAMILY, "Address family for hostname not supported")
+            return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0))]
+        return real(host, port, family, *args)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    server = MetricsServer("v6only.test:0", lambda accept: (b"up 1\n", "text/plain"), lambda: (True, "ok\n"))
+    server.start()
+    try:
+        host, port = server.address
+        assert host == "::1" and server.url == f"http://[::1]:{port}/metrics"
+        assert _get(server.url) == (200, b"up 1\n")
+    finally:
+        server.close()
+    server = MetricsServer("localhost:0", lambda accept: (b"up 1\n", "text/plain"), lambda: (True, "ok\n"))
+    assert server.address[0] == "127.0.0.1"
+    server.close()
