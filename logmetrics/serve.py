@@ -60,8 +60,20 @@ class Source(Protocol):
     def counters(self) -> dict[str, dict[str, int]]: ...  # since this process started; any thread
     def lag_bytes(self) -> dict[str, int]: ...
     def pending(self, checkpoint: state.SourceState) -> bool: ...  # complete lines wait to be read
+    def unreadable(self) -> dict[str, str]: ...  # names that exist but cannot be opened -> why
     def wake(self) -> None: ...
     def close(self) -> None: ...
+
+
+def _missing(path: str) -> bool:
+    """Whether `path` does not exist (not: cannot be looked at, which the follower reports)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        pass
+    return False
 
 
 class FileSource:
@@ -70,7 +82,7 @@ class FileSource:
     def __init__(self, pattern: str, saved: state.SourceState | None, *, poll: bool, max_line: int) -> None:
         pattern = os.path.abspath(pattern)
         self.key = f"file:{pattern}"
-        if not glob.has_magic(pattern) and not os.path.exists(pattern):
+        if not glob.has_magic(pattern) and _missing(pattern):
             log.warning("%s does not exist yet: it is followed once it appears", pattern)
         positions = saved.positions if saved is not None else None
         self.follower = FileFollower(pattern, positions=positions, max_line_bytes=max_line, poll=poll)
@@ -102,6 +114,9 @@ class FileSource:
                 continue
         return False
 
+    def unreadable(self) -> dict[str, str]:
+        return self.follower.unreadable()
+
     def wake(self) -> None:
         self.follower.wake()
 
@@ -117,6 +132,9 @@ class _Stream:
 
     def pending(self, checkpoint: state.SourceState) -> bool:
         return False
+
+    def unreadable(self) -> dict[str, str]:
+        return {}
 
     def wake(self) -> None:
         pass
@@ -336,7 +354,9 @@ class Service:
             s.lag_seconds = max(0.0, time.time() - self.agg.newest_time)
         return s
 
-    def problems(self) -> list[str]:
+    def problems(self, stuck_only: bool = False) -> list[str]:
+        """What /healthz reports; with `stuck_only`, what a restart may cure (the watchdog's
+        concern): not a file that cannot be opened, which restarting would not fix."""
         out = []
         now = time.monotonic()
         for r in self.runs:
@@ -347,6 +367,8 @@ class Service:
                 out.append(f"{key}: stopped following")
             elif now - r.progress > self.stall_seconds and r.source.pending(r.checkpoint):
                 out.append(f"{key}: lines are waiting but none was read for {now - r.progress:.0f}s")
+            for name, why in sorted(() if stuck_only else r.source.unreadable().items()):
+                out.append(f"{key}: cannot open {name}: {why}")
         return out
 
     def health(self) -> tuple[bool, str]:
@@ -371,7 +393,7 @@ class Service:
             tick = min(1.0, self.notifier.watchdog_interval or 1.0)
             while not self.stop.wait(tick):
                 self.persist()
-                if self.notifier.watchdog_interval and not self.problems():
+                if self.notifier.watchdog_interval and not self.problems(stuck_only=True):
                     self.notifier.watchdog()
         finally:
             self.notifier.stopping()

@@ -109,7 +109,7 @@ class Serve:
     """One `logmetrics serve` process."""
 
     def __init__(self, tmp: Path, *args: str, port: int | None = None, env: dict[str, str] | None = None,
-                 stdin: int | None = None, listen: bool = True) -> None:
+                 stdin: int | None = None, listen: bool = True, prefix: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
         self.state_dir = tmp / "state"
         self.err = tmp / f"serve-{time.monotonic_ns()}.err"
@@ -118,7 +118,7 @@ class Serve:
         full_env.update(env or {})
         with open(self.err, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "logmetrics", "serve", *args, *opts, "--max-line-bytes", str(MAX_LINE)],
+                [*prefix, sys.executable, "-m", "logmetrics", "serve", *args, *opts, "--max-line-bytes", str(MAX_LINE)],
                 stdin=subprocess.DEVNULL if stdin is None else stdin, stdout=subprocess.DEVNULL, stderr=err,
                 env=full_env, cwd=tmp)
 
@@ -137,6 +137,18 @@ class Serve:
                 return self.get("/healthz")[0] == 200
             except OSError:
                 return False
+        wait_for("serve to answer", up)
+        return self
+
+    def ready_or_unhealthy(self) -> Serve:
+        """Wait until /healthz answers, whatever its status."""
+        def up() -> bool:
+            assert self.proc.poll() is None, self.stderr()
+            try:
+                self.get("/healthz")
+            except OSError:
+                return False
+            return True
         wait_for("serve to answer", up)
         return self
 
@@ -621,6 +633,7 @@ class FakeSource:
 
     def __init__(self, batches: list[Batch | BaseException], pending: bool = False) -> None:
         self.batches, self.is_pending = batches, pending
+        self.cannot_open: dict[str, str] = {}
         self.stop = threading.Event()
         self.n = 0
 
@@ -643,6 +656,9 @@ class FakeSource:
 
     def pending(self, checkpoint: state.SourceState) -> bool:
         return self.is_pending
+
+    def unreadable(self) -> dict[str, str]:
+        return self.cannot_open
 
     def wake(self) -> None:
         pass
@@ -667,6 +683,9 @@ def test_healthz_reports_a_stalled_source(tmp_path: Path) -> None:
     assert not ok and text.startswith("file:/fake: lines are waiting but none was read for ")
     src.is_pending = False
     assert svc.health()[0]
+    src.cannot_open = {"/fake": "Permission denied"}
+    assert svc.health() == (False, "file:/fake: cannot open /fake: Permission denied\n")
+    assert svc.problems(stuck_only=True) == []  # the watchdog goes on: a restart would not help
     svc.http.close()
 
 
@@ -811,3 +830,41 @@ def test_a_name_with_ipv6_addresses_only_is_listened_on(monkeypatch: pytest.Monk
     server = MetricsServer("localhost:0", lambda accept: (b"up 1\n", "text/plain"), lambda: (True, "ok\n"))
     assert server.address[0] == "127.0.0.1"
     server.close()
+
+
+def test_healthz_reports_a_followed_file_that_cannot_be_opened(tmp_path: Path, procs: list[Serve]) -> None:
+    """A followed file without read permission, and one in a directory that may not be searched:
+    /healthz is 503 naming each (was 200 "ok" while nothing could be read), and the second is not
+    called missing ("does not exist yet"). Once permissions are fixed both are read and /healthz is ok.
+    Run without CAP_DAC_OVERRIDE (root ignores file modes otherwise)."""
+    prefix: tuple[str, ...] = ()
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:  # pragma: no cover
+            pytest.skip("root without setpriv: cannot drop CAP_DAC_OVERRIDE")
+        prefix = ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+    secret = tmp_path / "secret.log"
+    secret.write_bytes(b"".join(x + b"\n" for x in RECORDS[:3]))
+    closed = tmp_path / "closed"
+    closed.mkdir()
+    inside = closed / "requests.log"
+    inside.write_bytes(b"".join(x + b"\n" for x in RECORDS[3:5]))
+    secret.chmod(0)
+    closed.chmod(0)
+    try:
+        s = Serve(tmp_path, str(secret), str(inside), "--no-table", prefix=prefix)
+        procs.append(s)
+        s.ready_or_unhealthy()
+        code, _, body = s.get("/healthz")
+        assert code == 503 and body.decode().splitlines() == [
+            f"file:{secret}: cannot open {secret}: Permission denied",
+            f"file:{inside}: cannot open {inside}: Permission denied",
+        ], body
+        assert "does not exist" not in s.stderr(), s.stderr()
+    finally:
+        secret.chmod(0o644)
+        closed.chmod(0o755)
+    s.proc.send_signal(signal.SIGHUP)  # look again now (it would within a second anyway)
+    s.wait_value("logmetrics_records_read_total", 5)
+    assert s.get("/healthz")[:3:2] == (200, b"ok\n")
+    assert s.stop() == 0
+    assert "Traceback" not in s.stderr()

@@ -430,7 +430,7 @@ class FileFollower:
         self._magic = glob.has_magic(pattern)
         self._tails: dict[tuple[int, int], _Tail] = {}
         self._seq = 0
-        self._failing: set[str] = set()
+        self._failing: dict[str, str] = {}  # names that cannot be opened, and why
         self._warned: set[str] = set()
         self._last_scan = 0.0
         # recently closed files: ident -> (fp, fp_len, offset, ctail, skipping), so a file seen
@@ -500,6 +500,20 @@ class FileFollower:
         for t in list(self._tails.values()):
             lag[t.source] = lag.get(t.source, 0) + max(0, t.size - t.offset)
         return lag
+
+    def unreadable(self) -> dict[str, str]:
+        """Followed names that exist but cannot be opened (permissions), and why; they are tried
+        again on every change and rescan. Safe from any thread."""
+        out = {}
+        for name, why in list(self._failing.items()):
+            try:
+                os.stat(name)
+            except FileNotFoundError:
+                continue  # gone: not a problem of this name any more
+            except OSError:
+                pass  # a directory on the way we may not search
+            out[name] = why
+        return out
 
     def wake(self) -> None:
         """Force a re-scan now (tests, SIGHUP). Safe from any thread."""
@@ -613,7 +627,7 @@ class FileFollower:
         except OSError as e:
             self._open_failed(name, e)
             return None
-        self._failing.discard(name)
+        self._failing.pop(name, None)
         ident = (st.st_dev, st.st_ino)
         if ident in self._tails:  # replaced between stat() and open(): same file after all
             os.close(fd)
@@ -646,7 +660,7 @@ class FileFollower:
     def _open_failed(self, name: str, e: OSError) -> None:
         """Counted (and logged) once until the file opens: retried on every change and rescan."""
         if name not in self._failing:
-            self._failing.add(name)
+            self._failing[name] = e.strerror or str(e)
             self._stats(name).open_errors += 1
             log.warning("cannot open %s: %s", name, e.strerror or e)
 
