@@ -248,6 +248,7 @@ class Service:
         self.writes = counters.get("state_writes", 0)
         self.write_failures = counters.get("state_write_failures", 0)
         self._failing = False
+        self._write_error = ""
         self.runs: list[_Run] = []
         for s in sources:
             old = self.other_sources.pop(s.key, None)
@@ -309,6 +310,7 @@ class Service:
             if not self._failing:
                 log.error("cannot write the state file %s: %s (will retry)", self.store.path, e.strerror or e)
             self._failing = True
+            self._write_error = str(e.strerror or e)
             return
         self.writes += 1
         if self._failing:
@@ -409,6 +411,10 @@ class Service:
         failed = [f"{r.source.key}: {r.error}" for r in self.runs if r.error is not None]
         if failed:
             raise SourceError("; ".join(failed))
+        if self._failing:  # the last write, at exit, failed too: not a clean stop
+            raise StateError(
+                f"stopped without saving the state: cannot write {self.store.path}: {self._write_error}; the next "
+                "start goes on from the last state written and reads again what came after it")
 
     def _on_stop(self, signum: int, frame: object) -> None:
         self.stop.set()

@@ -837,11 +837,7 @@ def test_healthz_reports_a_followed_file_that_cannot_be_opened(tmp_path: Path, p
     /healthz is 503 naming each (was 200 "ok" while nothing could be read), and the second is not
     called missing ("does not exist yet"). Once permissions are fixed both are read and /healthz is ok.
     Run without CAP_DAC_OVERRIDE (root ignores file modes otherwise)."""
-    prefix: tuple[str, ...] = ()
-    if os.geteuid() == 0:
-        if shutil.which("setpriv") is None:  # pragma: no cover
-            pytest.skip("root without setpriv: cannot drop CAP_DAC_OVERRIDE")
-        prefix = ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+    prefix = _no_dac_override()
     secret = tmp_path / "secret.log"
     secret.write_bytes(b"".join(x + b"\n" for x in RECORDS[:3]))
     closed = tmp_path / "closed"
@@ -868,3 +864,42 @@ def test_healthz_reports_a_followed_file_that_cannot_be_opened(tmp_path: Path, p
     assert s.get("/healthz")[:3:2] == (200, b"ok\n")
     assert s.stop() == 0
     assert "Traceback" not in s.stderr()
+
+
+def _no_dac_override() -> tuple[str, ...]:
+    """A command prefix that makes root obey file modes (CAP_DAC_OVERRIDE dropped); nothing otherwise."""
+    if os.geteuid() != 0:
+        return ()
+    if shutil.which("setpriv") is None:  # pragma: no cover
+        pytest.skip("root without setpriv: cannot drop CAP_DAC_OVERRIDE")
+    return ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+
+
+def test_sigterm_when_the_state_cannot_be_written_exits_1_and_loses_nothing(
+        tmp_path: Path, procs: list[Serve]) -> None:
+    """The state directory turns read-only while serve runs: it goes on counting (one error line),
+    and SIGTERM, which cannot save the state either, exits 1 with one line saying so (was exit 0, as
+    if the state were saved). The next start goes on from the last state written: nothing lost."""
+    log = tmp_path / "requests.log"
+    log.write_bytes(b"".join(x + b"\n" for x in RECORDS[:3]))
+    s = Serve(tmp_path, str(log), "--no-table", prefix=_no_dac_override())
+    procs.append(s)
+    s.ready().wait_value("logmetrics_records_read_total", 3)
+    s.state_dir.chmod(0o500)
+    try:
+        append(log, b"".join(x + b"\n" for x in RECORDS[3:7]))
+        s.wait_value("logmetrics_records_read_total", 7)
+        assert (s.value("logmetrics_state_write_failures_total") or 0) >= 1
+        assert s.stop() == 1
+    finally:
+        s.state_dir.chmod(0o700)
+    lines = s.stderr().splitlines()
+    assert "Traceback" not in s.stderr()
+    assert sum("cannot write the state file" in line for line in lines) == 1, lines
+    assert lines[-1] == (f"logmetrics: stopped without saving the state: cannot write {s.state_dir}/state.json: "
+                         "Permission denied; the next start goes on from the last state written and reads again "
+                         "what came after it"), lines
+    again = Serve(tmp_path, str(log), "--no-table", port=s.port)
+    procs.append(again)
+    again.ready().wait_value("logmetrics_records_read_total", 7)
+    assert again.stop() == 0
