@@ -518,7 +518,7 @@ def serve_cmd(
         raise UsageError("give a log file (or glob, or - for stdin) or --journal UNIT, not both")
     if STDIN in paths and len(paths) > 1:
         raise UsageError("- (stdin) cannot be combined with files")
-    if max_series < 1 or max_line < 1 or stall_seconds <= 0:
+    if max_series < 1 or max_line < 1 or not stall_seconds > 0:  # NaN too: no stall would ever show
         raise UsageError("--max-series, --max-line-bytes and --stall-seconds must be positive")
     web = webconfig.load(web_config) if web_config is not None else None
     _logging()

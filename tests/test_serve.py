@@ -547,8 +547,10 @@ def test_state_show_reset_and_one_serve_per_state_dir(
     [([], "give a log file"), (["x.log", "--journal", "litellm"], "give a log file"),
      (["-", "x.log"], "cannot be combined"), (["x.log", "--listen", "nowhere"], "--listen 'nowhere'"),
      (["x.log", "--listen", "::1"], "--listen '::1': give HOST:PORT, with an IPv6 address in brackets"),
-     (["x.log", "--listen", "[::1]"], "--listen '[::1]': give HOST:PORT")],
-    ids=["no-source", "both", "stdin-and-file", "bad-listen", "ipv6-without-port", "bracketed-without-port"])
+     (["x.log", "--listen", "[::1]"], "--listen '[::1]': give HOST:PORT"),
+     (["x.log", "--stall-seconds", "nan"], "--stall-seconds must be positive")],
+    ids=["no-source", "both", "stdin-and-file", "bad-listen", "ipv6-without-port", "bracketed-without-port",
+         "stall-seconds-nan"])
 def test_usage_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], message: str,
                                           monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(monkeypatch, capsys, "serve", *args, "--state-dir", str(tmp_path))
