@@ -18,6 +18,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +43,10 @@ _TLS_TIMEOUT = 10.0  # seconds a client has for its TLS handshake
 # included; Prometheus reconnects) or with a send stuck on a client that does not read.
 MAX_CONNECTIONS = 64
 IDLE_TIMEOUT = 120.0
+# The idle timeout bounds each read, so a client sending its request a byte at a time would hold
+# its connection for ever: the whole request head must also arrive within IDLE_TIMEOUT of the
+# connection starting to wait for it, checked this often.
+_REAP_INTERVAL = 1.0
 
 
 @dataclass
@@ -152,9 +157,33 @@ class _Server(ThreadingHTTPServer):
     web: WebConfig | None = None
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._refusing = False  # warned that connections are being refused
+        self._heads: dict[socket.socket, float] = {}  # connections waiting for a request head -> deadline
+        self._reaper_stop = threading.Event()
+        super().__init__(address, handler)  # last: a failed bind calls server_close()
+
+    def expect_head(self, conn: socket.socket, timeout: float) -> None:
+        self._heads[conn] = time.monotonic() + timeout
+
+    def head_done(self, conn: socket.socket) -> None:
+        self._heads.pop(conn, None)
+
+    def reap(self) -> None:
+        """Shut the connections whose request head is late (thread; until server_close())."""
+        while not self._reaper_stop.wait(min(_REAP_INTERVAL, _Handler.timeout / 4)):
+            now = time.monotonic()
+            for conn, deadline in list(self._heads.items()):
+                if now > deadline and self._heads.pop(conn, None) is not None:
+                    log.debug("request head from %s not complete in %gs: closing", _peer(conn), _Handler.timeout)
+                    try:  # the plain socket's shutdown (an SSLSocket's would drop its TLS state under the reader)
+                        socket.socket.shutdown(conn, socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+    def server_close(self) -> None:
+        self._reaper_stop.set()
+        super().server_close()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -186,11 +215,14 @@ class _Server(ThreadingHTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if isinstance(request, ssl.SSLSocket):
+            self.expect_head(request, _TLS_TIMEOUT)  # the whole handshake, not each read
             try:
                 request.do_handshake()
             except (OSError, ValueError) as e:
                 log.debug("TLS handshake with %s failed: %s", client_address, e)
                 return
+            finally:
+                self.head_done(request)
             assert self.web is not None
             if not self.web.client_allowed(request.getpeercert()):
                 log.debug("client certificate of %s names none of client_allowed_sans", client_address)
@@ -206,6 +238,13 @@ class _Server(ThreadingHTTPServer):
             log.debug("connection with %s ended: %s", client_address, e)
         else:
             log.warning("request from %s failed: %s: %s", client_address, type(e).__name__, e)
+
+
+def _peer(conn: socket.socket) -> Any:
+    try:
+        return conn.getpeername()
+    except OSError:
+        return "a client"
 
 
 class _Server6(_Server):
@@ -251,7 +290,15 @@ class _Handler(BaseHTTPRequestHandler):
     _close = False  # close the connection after this answer
     timeout = IDLE_TIMEOUT  # per connection: waiting for a request, and sending a response
 
+    def handle_one_request(self) -> None:
+        self.server.expect_head(self.connection, self.timeout)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.head_done(self.connection)
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.server.head_done(self.connection)
         path = request_path(self.path)
         # a request body (never sent by a scraper) is not read: the connection is closed after the
         # answer, so that the body is not taken for the next request on a kept-alive connection
@@ -332,6 +379,7 @@ class MetricsServer:
 
     def start(self) -> None:
         self._thread.start()
+        threading.Thread(target=self._server.reap, name="http-reaper", daemon=True).start()
 
     def close(self) -> None:
         if self._thread.is_alive():

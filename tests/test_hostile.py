@@ -626,3 +626,46 @@ def test_absolute_form_targets_and_request_bodies() -> None:
         assert out.count(b"HTTP/1.1 200 OK") == 4 and out.endswith(b"Content-Length: 5\r\n\r\n"), out
     finally:
         server.close()
+
+
+def test_clients_sending_a_request_a_byte_at_a_time_cannot_hold_every_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MAX_CONNECTIONS clients that each send their request head a byte at a time, faster than the
+    idle timeout (a slowloris): each is closed once its head is IDLE_TIMEOUT late, and /metrics
+    answers again. (Before: the timeout bounded each read only, so they held every connection for
+    as long as they kept dribbling, and every scrape was refused.)"""
+    import http.client
+
+    from logmetrics import http as lm_http
+
+    monkeypatch.setattr(lm_http, "MAX_CONNECTIONS", 8)
+    monkeypatch.setattr(lm_http._Handler, "timeout", 2.0)
+    server = lm_http.MetricsServer("127.0.0.1:0", lambda accept: (b"up 1\n", "text/plain"), lambda: (True, "ok\n"))
+    server.start()
+    port = server.address[1]
+    slow = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(8)]
+    head = b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 200 + b"\r\n"
+    closed: set[int] = set()
+    started = time.monotonic()
+    try:
+        for i in range(len(head)):  # one byte per connection every 0.25 s: never 2 s idle
+            for n, s in enumerate(slow):
+                if n not in closed:
+                    try:
+                        s.sendall(head[i:i + 1])
+                    except OSError:
+                        closed.add(n)
+            if len(closed) == len(slow) or time.monotonic() - started > 10:
+                break
+            time.sleep(0.25)
+        assert len(closed) == len(slow), f"{len(closed)} of {len(slow)} dribbling connections closed"
+        assert time.monotonic() - started < 6  # the 2 s deadline plus the reaper's tick, not the 10 s cap
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/metrics")
+        assert conn.getresponse().read() == b"up 1\n"
+        conn.close()
+    finally:
+        for s in slow:
+            s.close()
+        server.close()

@@ -905,3 +905,24 @@ def test_sigterm_when_the_state_cannot_be_written_exits_1_and_loses_nothing(
     procs.append(again)
     again.ready().wait_value("logmetrics_records_read_total", 7)
     assert again.stop() == 0
+
+
+def test_a_listen_address_in_use_is_one_line(tmp_path: Path, procs: list[Serve]) -> None:
+    """--listen on a port another process holds: one line naming it, exit 2, no traceback, and the
+    state directory is free again (a traceback came back when the HTTP server grew a reaper)."""
+    log = tmp_path / "requests.log"
+    log.write_bytes(RECORDS[0] + b"\n")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "logmetrics", "serve", str(log), "--listen", f"127.0.0.1:{port}",
+                            "--state-dir", str(tmp_path / "state"), "--no-table"],
+                           capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == (f"logmetrics: cannot listen on 127.0.0.1:{port}: Address already in use; "
+                        "choose another --listen\n"), r.stderr
+    s = Serve(tmp_path, str(log), "--no-table", port=port)  # the same state directory: not left locked
+    procs.append(s)
+    s.ready().wait_value("logmetrics_records_read_total", 1)
+    assert s.stop() == 0
