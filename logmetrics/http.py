@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import socketserver
 import ssl
 import sys
 import threading
@@ -162,6 +163,12 @@ class _Server(ThreadingHTTPServer):
         self._heads: dict[socket.socket, float] = {}  # connections waiting for a request head -> deadline
         self._reaper_stop = threading.Event()
         super().__init__(address, handler)  # last: a failed bind calls server_close()
+
+    def server_bind(self) -> None:
+        # not http.server's: it looks the address's name up (socket.getfqdn, a reverse DNS query:
+        # seconds with a broken resolver, before serve is ready), and nothing here uses that name
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def expect_head(self, conn: socket.socket, timeout: float) -> None:
         self._heads[conn] = time.monotonic() + timeout

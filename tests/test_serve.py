@@ -805,6 +805,25 @@ def test_ipv6_listen_addresses(tmp_path: Path, procs: list[Serve]) -> None:
     assert "Traceback" not in s.stderr()
 
 
+def test_listening_looks_up_no_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """http.server's bind asks DNS for the address's name (socket.getfqdn): seconds before serve is
+    ready with a broken resolver, for a name nothing uses. Not any more: a lookup here fails the test."""
+    from logmetrics.http import MetricsServer
+
+    def no_lookup(*args: Any) -> str:
+        raise AssertionError("a reverse DNS lookup at bind time")
+
+    monkeypatch.setattr(socket, "getfqdn", no_lookup)
+    monkeypatch.setattr(socket, "gethostbyaddr", no_lookup)
+    for listen in ("127.0.0.1:0", "[::1]:0"):
+        server = MetricsServer(listen, lambda accept: (b"up 1\n", "text/plain"), lambda: (True, "ok\n"))
+        server.start()
+        try:
+            assert _get(server.url) == (200, b"up 1\n")
+        finally:
+            server.close()
+
+
 def test_a_name_with_ipv6_addresses_only_is_listened_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """A --listen name that resolves to IPv6 addresses only (Debian's `ip6-localhost`) binds its
     address (was `cannot listen on ip6-localhost:9464: Name or service not known`: every name
