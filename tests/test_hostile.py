@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import NIGHTLY
@@ -540,6 +541,28 @@ def test_http_clients_that_reset_or_break_get_no_traceback(
     assert len(warnings) == 1 and warnings[0].endswith("RuntimeError: health check broke"), warnings
 
 
+def _small_server(monkeypatch: pytest.MonkeyPatch, timeout: float) -> tuple[Any, int, Callable[[], None]]:
+    """A /metrics server that takes 8 connections and waits `timeout` seconds for a request; its
+    port, and a check that it still answers a scrape."""
+    import http.client
+
+    from logmetrics import http as lm_http
+
+    monkeypatch.setattr(lm_http, "MAX_CONNECTIONS", 8)
+    monkeypatch.setattr(lm_http._Handler, "timeout", timeout)
+    server = lm_http.MetricsServer("127.0.0.1:0", lambda accept: (b"up 1\n", "text/plain"), lambda: (True, "ok\n"))
+    server.start()
+    port = server.address[1]
+
+    def answers() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/metrics")
+        assert conn.getresponse().read() == b"up 1\n"
+        conn.close()
+
+    return server, port, answers
+
+
 def test_idle_connections_cannot_take_serves_file_descriptors(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -547,16 +570,9 @@ def test_idle_connections_cannot_take_serves_file_descriptors(
     once (one warning), the open ones are closed after IDLE_TIMEOUT, and /metrics answers again.
     (Before: each held a thread and a descriptor for ever; 1,020 of them under systemd's soft limit
     of 1024 descriptors made every scrape time out, and the follower could open no file.)"""
-    import http.client
     import logging
 
-    from logmetrics import http as lm_http
-
-    monkeypatch.setattr(lm_http, "MAX_CONNECTIONS", 8)
-    monkeypatch.setattr(lm_http._Handler, "timeout", 4.0)
-    server = lm_http.MetricsServer("127.0.0.1:0", lambda accept: (b"up 1\n", "text/plain"), lambda: (True, "ok\n"))
-    server.start()
-    port = server.address[1]
+    server, port, answers = _small_server(monkeypatch, 4.0)
     idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(8)]
     opened = time.monotonic()
     try:
@@ -572,10 +588,7 @@ def test_idle_connections_cannot_take_serves_file_descriptors(
         for s in idle:
             assert s.recv(1) == b""  # closed by the server after its idle timeout
         assert 3.9 < time.monotonic() - opened < 10
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/metrics")
-        assert conn.getresponse().read() == b"up 1\n"
-        conn.close()
+        answers()
     finally:
         for s in idle:
             s.close()
@@ -635,15 +648,7 @@ def test_clients_sending_a_request_a_byte_at_a_time_cannot_hold_every_connection
     idle timeout (a slowloris): each is closed once its head is IDLE_TIMEOUT late, and /metrics
     answers again. (Before: the timeout bounded each read only, so they held every connection for
     as long as they kept dribbling, and every scrape was refused.)"""
-    import http.client
-
-    from logmetrics import http as lm_http
-
-    monkeypatch.setattr(lm_http, "MAX_CONNECTIONS", 8)
-    monkeypatch.setattr(lm_http._Handler, "timeout", 2.0)
-    server = lm_http.MetricsServer("127.0.0.1:0", lambda accept: (b"up 1\n", "text/plain"), lambda: (True, "ok\n"))
-    server.start()
-    port = server.address[1]
+    server, port, answers = _small_server(monkeypatch, 2.0)
     slow = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(8)]
     head = b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 200 + b"\r\n"
     closed: set[int] = set()
@@ -661,10 +666,7 @@ def test_clients_sending_a_request_a_byte_at_a_time_cannot_hold_every_connection
             time.sleep(0.25)
         assert len(closed) == len(slow), f"{len(closed)} of {len(slow)} dribbling connections closed"
         assert time.monotonic() - started < 6  # the 2 s deadline plus the reaper's tick, not the 10 s cap
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/metrics")
-        assert conn.getresponse().read() == b"up 1\n"
-        conn.close()
+        answers()
     finally:
         for s in slow:
             s.close()
