@@ -181,7 +181,7 @@ class ReplayProgress:
 @app.command("replay")
 def replay_cmd(
     paths: Annotated[list[str], typer.Argument(
-        help="Files, globs, directories, .gz archives, journald .journal files, or - for stdin. "
+        help="Files, globs, directories, .gz .bz2 .xz archives, journald .journal files, or - for stdin. "
         "Rotated sets are read oldest first.", show_default=False, metavar="PATH...")],
     metrics_out: Annotated[Path | None, typer.Option(
         "--metrics-out", help="Write the final state as Prometheus text exposition (what /metrics "

@@ -517,7 +517,7 @@ _SORTS = ", ".join(view.LIVE_SORT_KEYS)
 
 def tail_cmd(
     paths: Annotated[list[str] | None, typer.Argument(
-        help="The log file to follow (rotated and .gz archives of it may be given too: they are read "
+        help="The log file to follow (rotated and compressed archives of it may be given too: they are read "
         "oldest first), or - for stdin. Example: logmetrics tail /var/log/litellm/requests.log",
         show_default=False, metavar="PATH...")] = None,
     lines: Annotated[str, typer.Option(
