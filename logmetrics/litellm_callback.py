@@ -514,6 +514,22 @@ def _deployment_failure_facts(kwargs: Mapping[str, Any], slp: Mapping[str, Any])
     return out
 
 
+def _success_deployment_state(slp: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The `litellm_deployment_state` labels LiteLLM's `set_llm_deployment_success_metrics` writes
+    (= 0): the provider is `litellm_params.custom_llm_provider`, which is unset on some call types
+    (embeddings) whose payload names a provider."""
+
+    def label(value: object) -> str:  # LiteLLM's `value or ""`, rendered with str()
+        return "" if not value else value if isinstance(value, str) else str(value)
+
+    return {
+        "litellm_model_name": label(facts.get("model")),
+        "model_id": label(facts.get("model_info_id")),
+        "api_base": label(slp.get("api_base")),
+        "api_provider": label(facts.get("custom_llm_provider")),
+    }
+
+
 def trim_payload(slp: Mapping[str, Any], keep_content: bool = False) -> dict[str, Any]:
     """The payload as written: sensitive and bulky keys removed (docs/record-format.md)."""
     out: dict[str, Any] = {}
@@ -657,6 +673,8 @@ class LogmetricsLogger(_Base):  # type: ignore[misc,valid-type,unused-ignore]
         facts["skip_metrics"] = _skip_metrics(kw, slp)
         if hook == "success":
             facts["service_tier"] = _service_tier(slp)
+            if slp:
+                facts["deployment_state"] = _success_deployment_state(slp, facts)
         else:
             facts.update(_exception_facts(kw.get("exception")))
             facts.update(_deployment_failure_facts(kw, slp))

@@ -234,9 +234,16 @@ def event_from_payload(
     proxy_200 = labels_200
     if f.original_model_group and f.original_model_group != p.model_group:
         proxy_200 = msgspec.structs.replace(labels_200, requested_model=f.original_model_group)
-    state = DeploymentState(
-        model or "", f.model_info_id or p.model_id or "", p.api_base or "", p.custom_llm_provider or "", 0
-    )
+    if f.deployment_state is not None:  # LiteLLM's own label values, recorded live
+        s = f.deployment_state
+        state = DeploymentState(
+            s.get("litellm_model_name") or "", s.get("model_id") or "", s.get("api_base") or "",
+            s.get("api_provider") or "", 0,
+        )
+    else:  # records before the fact: the payload's provider (LiteLLM's is litellm_params')
+        state = DeploymentState(
+            model or "", f.model_info_id or p.model_id or "", p.api_base or "", p.custom_llm_provider or "", 0
+        )
     spend = float(p.response_cost or 0.0)
     if not -MAX_VALUE < spend < MAX_VALUE:
         raise InvalidField(spend)

@@ -370,3 +370,32 @@ def test_imports_only_stdlib() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == ""
+
+
+def test_success_deployment_state_is_litellms(tmp_path: Path) -> None:
+    """LiteLLM labels a success's `litellm_deployment_state` with `litellm_params.custom_llm_provider`
+    (prometheus.py:3527, :3596-3601), unset on embeddings although the payload names the provider:
+    the success record carries LiteLLM's own label values, and the parser uses them."""
+    from logmetrics.parse import Parser
+
+    log = tmp_path / "requests.log"
+    lg = cb.LogmetricsLogger(path=str(log))
+    t0 = dt.datetime(2026, 11, 23, 15, 0, 0)
+    embed = kwargs(call_type="aembedding")
+    embed["litellm_params"] = {**embed["litellm_params"], "custom_llm_provider": None}
+    for kw in (kwargs(), embed):
+        asyncio.run(lg.async_log_success_event(kwargs=kw, response_obj=None, start_time=t0, end_time=t0))
+    chat, emb = read_records(log)
+    assert chat["facts"]["deployment_state"] == {
+        "litellm_model_name": "gpt-4o-mini", "model_id": "abc", "api_base": "", "api_provider": "openai",
+    }  # fmt: skip
+    assert emb["facts"]["deployment_state"]["api_provider"] == ""
+    assert emb["payload"]["custom_llm_provider"] == "openai"
+    lines = log.read_bytes().splitlines()
+    states = [Parser().parse(line).state for line in lines]  # type: ignore[union-attr]
+    assert [(s.api_provider, s.value) for s in states] == [("openai", 0), ("", 0)]
+    # a record written before the fact existed still reads, with the payload's provider
+    old = json.loads(lines[1])
+    del old["facts"]["deployment_state"]
+    state = Parser().parse(json.dumps(old).encode()).state  # type: ignore[union-attr]
+    assert (state.api_provider, state.model_id, state.value) == ("openai", "abc", 0)
