@@ -235,11 +235,7 @@ def event_from_payload(
     if f.original_model_group and f.original_model_group != p.model_group:
         proxy_200 = msgspec.structs.replace(labels_200, requested_model=f.original_model_group)
     if f.deployment_state is not None:  # LiteLLM's own label values, recorded live
-        s = f.deployment_state
-        state = DeploymentState(
-            s.get("litellm_model_name") or "", s.get("model_id") or "", s.get("api_base") or "",
-            s.get("api_provider") or "", 0,
-        )
+        state = _recorded_state(f.deployment_state, 0)
     else:  # records before the fact: the payload's provider (LiteLLM's is litellm_params')
         state = DeploymentState(
             model or "", f.model_info_id or p.model_id or "", p.api_base or "", p.custom_llm_provider or "", 0
@@ -291,11 +287,9 @@ def _failure(p: Payload, f: Facts, md: Metadata, labels: Labels, time: float, pa
         deployment = msgspec.structs.replace(deployment, exception_status=status, exception_class=exc_class)
     else:
         deployment = _guess_deployment(p, labels, info.error_class if info else None)
+    state: DeploymentState | None
     if f.deployment_state is not None:
-        s = f.deployment_state
-        state: DeploymentState | None = DeploymentState(
-            s.get("litellm_model_name"), s.get("model_id"), s.get("api_base"), s.get("api_provider"), 1
-        )
+        state = _recorded_state(f.deployment_state, 1)
     elif payload_only and deployment.litellm_model_name:
         state = DeploymentState(labels.model or "", p.model_id, p.api_base, p.custom_llm_provider or "", 1)
     else:
@@ -320,6 +314,12 @@ def _failure(p: Payload, f: Facts, md: Metadata, labels: Labels, time: float, pa
         zero_cost_reason=p.zero_cost_diagnostic.reason if p.zero_cost_diagnostic else None,
         error_message=message[:_ERROR_MESSAGE_CHARS] if message else None,
     )
+
+
+def _recorded_state(s: dict[str, str | None], value: int) -> DeploymentState:
+    """`litellm_deployment_state`'s labels as the callback recorded them from LiteLLM's call."""
+    return DeploymentState(s.get("litellm_model_name"), s.get("model_id"), s.get("api_base"), s.get("api_provider"),
+                           value)
 
 
 def _guess_deployment(p: Payload, labels: Labels, error_class: str | None) -> Labels:
