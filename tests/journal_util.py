@@ -43,13 +43,14 @@ class Entry:
     uid: int = 0
     priority: int = 6
     extra: Mapping[str, str | bytes] = field(default_factory=dict)
+    boot: str = BOOT_ID  # _BOOT_ID: another value is another boot
 
     def fields(self) -> list[tuple[str, str | bytes]]:
         realtime = BASE_REALTIME_US + self.seq * 1_000_000
         out: list[tuple[str, str | bytes]] = [
             ("__REALTIME_TIMESTAMP", str(realtime)),
             ("__MONOTONIC_TIMESTAMP", str(1_000_000_000 + self.seq * 1_000_000)),
-            ("_BOOT_ID", BOOT_ID),
+            ("_BOOT_ID", self.boot),
             ("_MACHINE_ID", MACHINE_ID),
             ("_HOSTNAME", "test-host"),
             ("PRIORITY", str(self.priority)),

@@ -156,15 +156,37 @@ def test_line_splitter_keeps_cursor_of_dropped_lines(chunk: int) -> None:
     assert cursors == sorted(set(cursors), key=cursors.index)  # only moves forward
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 100, 1 << 20], ids=["bytewise", "7", "100", "whole"])
+@pytest.mark.parametrize("first_size", [0, 5000], ids=["short", "too-long"])
+def test_line_splitter_drops_the_expected_cursors_own_entry_only(chunk: int, first_size: int) -> None:
+    """journalctl --cursor C prints C's own entry first (already counted): dropped, uncounted,
+    short or too long; any other first entry is kept and reported as `gone`."""
+    for expect, want_gone in (("s=a;i=1", None), ("s=a;i=0", "s=a;i=1")):
+        stream = b"\n".join([line(1, first_size), line(2), line(3, 5000)]) + b"\n"
+        splitter = _LineSplitter(max_len=1000, expect=expect)
+        got: list[bytes] = []
+        skipped = 0
+        cursor = None
+        for at in range(0, len(stream), chunk):
+            out, n, c = splitter.feed(stream[at : at + chunk])
+            got += out
+            skipped += n
+            cursor = c or cursor
+        kept_first = want_gone is not None
+        assert got == ([line(1)] if kept_first and not first_size else []) + [line(2)]
+        assert skipped == 1 + (kept_first and first_size > 0)
+        assert splitter.gone == want_gone and cursor == "s=a;i=3"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "tail"),
     [
         ({}, ["-n", "0", "-u", UNIT]),
         ({"user": True}, ["-n", "0", "--user-unit", UNIT]),
         ({"uid": 1000}, ["-n", "0", f"_SYSTEMD_USER_UNIT={UNIT}", "_UID=1000"]),
-        ({"cursor": "s=x;i=1"}, ["--after-cursor", "s=x;i=1", "--no-tail", "-u", UNIT]),
+        ({"cursor": "s=x;i=1"}, ["--cursor", "s=x;i=1", "--no-tail", "-u", UNIT]),
         ({"since": "-1h"}, ["--since", "-1h", "--no-tail", "-u", UNIT]),
-        ({"since": "-1h", "cursor": "c"}, ["--after-cursor", "c", "--no-tail", "-u", UNIT]),
+        ({"since": "-1h", "cursor": "c"}, ["--cursor", "c", "--no-tail", "-u", UNIT]),
     ],
     ids=["system-from-now", "own-user-unit", "other-users-unit", "cursor", "since", "cursor-wins"],
 )
@@ -306,6 +328,55 @@ def test_resume_by_cursor_without_loss_or_duplicates(journal_dir: Path, consumer
 
 @pytest.mark.real
 @real
+def test_resume_when_the_cursors_journal_file_was_vacuumed(
+    journal_dir: Path, consumers: list[Consumer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The file holding the saved cursor is deleted while logmetrics is stopped (journald's
+    vacuuming of archived files): the restart resumes at the next entry the journal holds, with a
+    warning. It used to lose that entry too: `--after-cursor` skips the first entry after the
+    cursor's position whether or not it is the cursor's own."""
+    old = write_journal(journal_dir / "system@0001.journal", entries(1, 5))
+    a = follow(consumers, journal_dir, since="@0")
+    a.wait_lines(5)
+    a.stop()
+    write_journal(journal_dir / "system.journal", entries(6, 9))
+    old.unlink()
+    with caplog.at_level(logging.WARNING, logger="logmetrics.sources.journald"):
+        b = follow(consumers, journal_dir, cursor=a.follower.cursor())
+        b.wait_lines(4)
+    write_journal(journal_dir / "system.journal", entries(10, 10))
+    b.wait_lines(5)
+    b.stop()
+    assert b.messages() == expected(6, 10)
+    assert b.follower.stats.cursor_gone == 1
+    assert "no longer holds the entry of the saved cursor" in caplog.text
+
+
+@pytest.mark.real
+@real
+def test_resume_after_a_reboot_reads_the_rest_of_the_earlier_boot(
+    journal_dir: Path, consumers: list[Consumer]
+) -> None:
+    """Entries logged after the saved cursor but before a reboot are read after it. They were
+    lost, and the new boot's first entry too: `journalctl --follow` implies `--boot=0`."""
+    path = write_journal(journal_dir / "t.journal", entries(1, 5))
+    a = follow(consumers, journal_dir, since="@0")
+    a.wait_lines(5)
+    a.stop()
+    write_journal(path, entries(6, 8))  # logged after the last state write, then the machine rebooted
+    new_boot = "aaaabbbbccccddddeeeeffff00001111"
+    write_journal(path, [Entry(e.message, seq=e.seq, boot=new_boot) for e in entries(20, 22)])
+    b = follow(consumers, journal_dir, cursor=a.follower.cursor())
+    b.wait_lines(6)
+    write_journal(path, [Entry(e.message, seq=e.seq, boot=new_boot) for e in entries(23, 23)])
+    b.wait_lines(7)
+    b.stop()
+    assert b.messages() == expected(6, 8) + expected(20, 23)
+    assert b.follower.stats.cursor_gone == 0
+
+
+@pytest.mark.real
+@real
 def test_cursor_advances_over_lines_the_consumer_drops(journal_dir: Path, consumers: list[Consumer]) -> None:
     """Lines the parser will skip (not JSON, too long) still move the checkpoint."""
     junk = [Entry("Started LiteLLM proxy", seq=1), Entry("x" * 50_000, seq=2)]
@@ -434,9 +505,11 @@ def test_journalctl_that_keeps_exiting_is_restarted_with_growing_backoff(
     calls = (tmp_path / "journalctl.calls").read_text().splitlines()
     assert "-n 1" in calls[0]  # the probe
     assert calls[1].endswith("--follow -n 0 -u litellm.service")  # first start: from now
-    assert "--after-cursor c2 --no-tail" in calls[2]  # each restart resumes after the last entry
-    assert "--after-cursor c3 --no-tail" in calls[3]
+    # each restart resumes at the last entry (dropped if it is printed again), first without --follow
+    assert "--cursor c2 --no-tail" in calls[2] and "--follow" not in calls[2]
+    assert "--cursor c3 --no-tail" in calls[3] and "--follow" not in calls[3]
     assert c.messages()[:3] == [b"entry 2", b"entry 3", b"entry 4"]
+    assert c.follower.stats.cursor_gone >= 2  # the fake never prints the cursor's own entry again
     assert c.follower.stats.restarts >= 5
     assert c.follower.stats.backoff == 0.08  # doubled up to backoff_max
     assert c.follower.stats.last_exit == 3

@@ -8,7 +8,10 @@ come out as `null`.
 `read_journal_file` reads a `.journal` file once (`logmetrics replay X.journal`).
 `JournalFollower` follows a unit and yields `Batch`es; `cursor()` is the `__CURSOR` of the
 last entry yielded (or skipped as too long), which the pipeline saves with its metric state so
-that a restart resumes with `--after-cursor`: no entry counted twice, none missed.
+that a restart resumes at it: no entry counted twice, none missed. A restart first reads from the
+cursor to the journal's end without `--follow` (which implies `--boot=0`: entries of an earlier
+boot after the cursor would be skipped), then follows. If the cursor's entry is gone (vacuumed
+while logmetrics was stopped) it resumes at the next entry the journal holds, with a warning.
 
 First start (no saved cursor): from *now* (`-n 0`), unless `since` is given (`--since`, e.g.
 `"-1h"`, `"2026-11-22 07:00"`, `"@0"` for everything the journal holds). LiteLLM's own
@@ -88,6 +91,7 @@ class FollowStats:
     restarts: int = 0  # journalctl exited (or was killed) and was started again
     entries: int = 0  # lines yielded
     skipped_too_long: int = 0
+    cursor_gone: int = 0  # (re)starts where the saved cursor's entry was no longer in the journal
     empty_at_start: bool = False  # the unit had no entries when following began
     last_exit: int | None = None  # journalctl's last exit status (negative: killed by that signal)
     backoff: float = 0.0  # the wait before the last restart: doubles while journalctl keeps exiting
@@ -159,14 +163,21 @@ class JournalFollower:
             return [f"_SYSTEMD_USER_UNIT={unit}", f"_UID={self.uid}"]
         return ["--user-unit" if self.user else "-u", self.unit]
 
-    def argv(self) -> list[str]:
-        """The follow command line for the current checkpoint."""
+    def argv(self, *, follow: bool = True) -> list[str]:
+        """The command line for the current checkpoint: following, or (`follow=False`) the
+        catch-up read from the saved cursor to the journal's current end."""
         where = ["--directory", str(self.directory)] if self.directory is not None else []
-        argv = [self.journalctl, *where, "-o", "json", "--all", "--no-pager", "--follow"]
+        argv = [self.journalctl, *where, "-o", "json", "--all", "--no-pager"]
+        if follow:
+            argv.append("--follow")
+        # --cursor, not --after-cursor: journalctl skips the first entry it finds after an
+        # --after-cursor whether or not it is the cursor's own, so when that entry is gone (the
+        # journal vacuumed, or --follow's implied --boot=0 after a reboot) one more is lost. The
+        # cursor's own entry is dropped here instead (`_LineSplitter.expect`), only if it is it.
         # --no-tail: with --follow, journalctl 252 otherwise prints only 10 entries after the
         # cursor and then jumps to new ones, silently dropping the rest.
         if self._cursor is not None:
-            argv += ["--after-cursor", self._cursor, "--no-tail"]
+            argv += ["--cursor", self._cursor, "--no-tail"]
         elif self.since is not None:
             argv += ["--since", self.since, "--no-tail"]
         elif self._started_at is not None:  # restarted before any entry arrived
@@ -180,14 +191,18 @@ class JournalFollower:
         delay = self.backoff_initial
         first = True
         while not self.stop.is_set():
-            argv = self.argv()
+            # With a cursor, first read from it to the end without --follow: `journalctl --follow`
+            # implies `--boot=0` (journalctl 250+), so it would skip what the unit logged after the
+            # cursor in an earlier boot (the entries between the last state write and a reboot).
+            catch_up = self._cursor is not None
+            argv = self.argv(follow=not catch_up)
             if self._started_at is None:
                 self._started_at = time.time()
             started = time.monotonic()
             produced = False
             self._proc = proc = _spawn(argv, stderr=subprocess.PIPE)
             try:
-                for batch in self._read(proc):
+                for batch in self._read(proc, warn_gone=catch_up):
                     produced = True
                     yield batch
             finally:
@@ -196,6 +211,18 @@ class JournalFollower:
                 return
             if first and not produced and rc > 0:
                 raise SourceError(f"journalctl failed for {self.source} (exit {rc}): {self.stats.last_error}")
+            if catch_up and rc == 0:
+                follow_argv = self.argv()  # from the last entry read: the catch-up's end
+                started_follow = time.monotonic()
+                self._proc = proc = _spawn(follow_argv, stderr=subprocess.PIPE)
+                try:
+                    for batch in self._read(proc, warn_gone=False):
+                        yield batch
+                finally:
+                    rc = self.stats.last_exit = _reap(proc)
+                if self.stop.is_set():
+                    return
+                started = started_follow
             first = False
             if time.monotonic() - started >= self.backoff_max:  # it ran well: not a crash loop
                 delay = self.backoff_initial
@@ -230,9 +257,11 @@ class JournalFollower:
                 f"; journalctl said: {err}" if err else "",
             )
 
-    def _read(self, proc: subprocess.Popen[bytes]) -> Iterator[Batch]:
+    def _read(self, proc: subprocess.Popen[bytes], *, warn_gone: bool) -> Iterator[Batch]:
+        """Batches of journalctl's output; the first entry is dropped when it is the saved
+        cursor's own (journalctl started with `--cursor`), which was counted before."""
         assert proc.stdout is not None and proc.stderr is not None
-        lines = _LineSplitter(self.max_line_bytes)
+        lines = _LineSplitter(self.max_line_bytes, expect=self._cursor)
         errors = bytearray()
         with selectors.DefaultSelector() as sel:
             sel.register(proc.stdout, selectors.EVENT_READ, "out")
@@ -250,7 +279,18 @@ class JournalFollower:
                         self.stats.last_error = _text(bytes(errors))
                         continue
                     complete, skipped, cursor = lines.feed(chunk)
+                    if lines.gone is not None and warn_gone:
+                        self.stats.cursor_gone += 1
+                        log.warning(
+                            "the journal no longer holds the entry of the saved cursor of %s (vacuumed or "
+                            "rotated away while logmetrics was stopped): resuming at the next entry it holds "
+                            "(%s); entries logged in between were deleted unread",
+                            self.source, lines.gone,
+                        )
+                        warn_gone = False
                     if not complete and not skipped:
+                        if cursor is not None:  # only the cursor's own entry, dropped
+                            self._cursor = cursor
                         continue
                     if cursor is not None:
                         self._cursor = cursor
@@ -261,10 +301,15 @@ class JournalFollower:
 
 class _LineSplitter:
     """Splits journalctl's output into lines, dropping (and counting) lines over `max_len`
-    while still finding their `__CURSOR`, so that the checkpoint moves past them too."""
+    while still finding their `__CURSOR`, so that the checkpoint moves past them too.
 
-    def __init__(self, max_len: int) -> None:
+    `expect`: the cursor journalctl was started at (`--cursor`); the first entry is dropped
+    uncounted if it is that cursor's own. If it is another one, `gone` becomes its cursor."""
+
+    def __init__(self, max_len: int, expect: str | None = None) -> None:
         self.max_len = max_len
+        self.expect = expect
+        self.gone: str | None = None
         self.pending = b""
         self.dropping = False
         self.dropped_cursor: str | None = None
@@ -277,6 +322,16 @@ class _LineSplitter:
             self.dropped_cursor = found[-1].decode("ascii", "replace")
         self.tail = data[-_CURSOR_TAIL:]
 
+    def _seen_again(self, cursor: str | None) -> bool:
+        """Whether the entry with `cursor` is the first one and the expected cursor's own."""
+        if self.expect is None:
+            return False
+        expect, self.expect = self.expect, None
+        if cursor == expect:
+            return True
+        self.gone = cursor or "?"
+        return False
+
     def feed(self, chunk: bytes) -> tuple[list[bytes], int, str | None]:
         """Complete lines, lines dropped, and the cursor of the last complete entry in `chunk`."""
         skipped = 0
@@ -286,18 +341,25 @@ class _LineSplitter:
             self._scan(chunk if end < 0 else chunk[:end])
             if end < 0:
                 return [], 0, None
-            skipped, cursor = 1, self.dropped_cursor
+            skipped, cursor = (0 if self._seen_again(self.dropped_cursor) else 1), self.dropped_cursor
             self.dropping, self.dropped_cursor, self.tail = False, None, b""
             chunk = chunk[end + 1 :]
         parts = (self.pending + chunk).split(b"\n")
         rest = parts.pop()
         out: list[bytes] = []
         for part in parts:
+            if not part:
+                continue
+            if self.expect is not None:
+                found = _CURSOR.search(part)
+                if self._seen_again(found.group(1).decode("ascii", "replace") if found else None):
+                    cursor = self._cursor_of(part)
+                    continue
             if len(part) > self.max_len:
                 skipped += 1
-            elif part:
+            else:
                 out.append(part)
-        if parts:
+        if parts and parts[-1]:
             found = _CURSOR.search(parts[-1])
             if found is not None:
                 cursor = found.group(1).decode("ascii", "replace")
@@ -307,6 +369,11 @@ class _LineSplitter:
         else:
             self.pending = rest
         return out, skipped, cursor
+
+    @staticmethod
+    def _cursor_of(part: bytes) -> str | None:
+        found = _CURSOR.search(part)
+        return found.group(1).decode("ascii", "replace") if found is not None else None
 
 
 def _spawn(argv: list[str], *, stderr: int | IO[bytes]) -> subprocess.Popen[bytes]:
