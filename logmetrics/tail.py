@@ -40,7 +40,7 @@ from logmetrics.parse import _PLAIN_LEVEL, DEFAULT_MAX_LINE_BYTES, LEVELS, Parse
 from logmetrics.pipeline import Filters
 from logmetrics.sources.archive import ReadStats, expand, plain_size, read_lines, rotation_key
 from logmetrics.sources.file import FileFollower
-from logmetrics.sources.journald import JournalFollower
+from logmetrics.sources.journald import MAX_LINE_BYTES, JournalFollower, LineMaxJoiner
 
 Shown = RequestEvent | LogEvent | Skip
 Segments = list[tuple[str, str]]  # (text, style name); view.LINE_STYLES maps names to colours
@@ -455,9 +455,15 @@ def _journal_all(unit: str, user: bool, parser: Parser, directory: str | None) -
     except FileNotFoundError:
         raise SourceError("journalctl not found: install systemd or put it on PATH") from None
     assert proc.stdout is not None
+    joiner = LineMaxJoiner(MAX_LINE_BYTES)  # lines journald split at its LineMax, joined again
     with proc:
         for raw in proc.stdout:
-            r = decode(parser, raw.rstrip(b"\n"))
+            for line in joiner.feed((raw.rstrip(b"\n"),))[0]:
+                r = decode(parser, line)
+                if r is not None:
+                    yield r
+        for line in joiner.finish()[0]:
+            r = decode(parser, line)
             if r is not None:
                 yield r
 

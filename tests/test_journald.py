@@ -23,7 +23,7 @@ from journal_util import SAMPLES, Entry, journal_remote, sample_journal, stream_
 
 from logmetrics.errors import SourceError
 from logmetrics.sources.archive import ReadStats, read_lines, regular_file
-from logmetrics.sources.journald import JournalFollower, _LineSplitter, read_journal_file
+from logmetrics.sources.journald import JournalFollower, LineMaxJoiner, _LineSplitter, read_journal_file
 
 # Skipped on a developer's machine without them; in CI (CI=true) a missing install step fails.
 real = pytest.mark.skipif(
@@ -195,6 +195,20 @@ def test_argv(kwargs: dict[str, object], tail: list[str]) -> None:
     assert argv[:5] == ["journalctl", "-o", "json", "--all", "--no-pager"]
     assert argv[5] == "--follow"
     assert argv[6:] == tail
+
+
+def test_line_max_joiner_passes_junk_through() -> None:
+    marker = b'"_LINE_BREAK":"line-max"'
+    piece = b'{"MESSAGE":[300,-1,"x",65],"_PID":"1","_LINE_BREAK":"line-max"}'  # ints out of range, a string
+    junk = [b"not json " + marker, b"[" + marker + b"]", piece]
+    joiner = LineMaxJoiner(1000)
+    out, skipped, _ = joiner.feed([*junk[:2], line(1)])
+    assert out == [*junk[:2], line(1)] and skipped == 0
+    out, skipped, _ = joiner.feed([junk[2], line(2)])
+    assert out == [] and joiner.pending  # line(2): another stream, waits behind the piece
+    assert joiner.finish() == ([line(2)], 1)
+    out, skipped, _ = joiner.feed([junk[2], b'{"MESSAGE":"B","_PID":"1","__CURSOR":"c"}'])
+    assert out == [b'{"_PID":"1","__CURSOR":"c","MESSAGE":[44,255,65,66]}'] and skipped == 0
 
 
 def test_journal_gzip_and_plain_files_are_told_apart_and_pipes_never_opened(tmp_path: Path) -> None:
@@ -535,3 +549,72 @@ def test_a_journal_file_journalctl_cannot_read_is_counted_in_a_replay(tmp_path: 
     assert len(lines) == 2 * len(good.read_bytes().splitlines()) and stats.unreadable == 1 and stats.files == 3
     assert list(stats.problems) == [str(tmp_path / "bad.journal")]
     assert stats.problems[str(tmp_path / "bad.journal")].startswith("journalctl exit 1: ")
+
+
+LINE_MAX = 48 * 1024  # journald's default LineMax
+
+
+def split_at_line_max(message: bytes, seq: int, stream: str = "a" * 32) -> list[Entry]:
+    """The entries journald writes for one stdout line longer than LineMax: every piece but
+    the last with `_LINE_BREAK=line-max`."""
+    pieces = [message[i : i + LINE_MAX] for i in range(0, len(message), LINE_MAX)]
+    last = len(pieces) - 1
+    return [
+        Entry(p, seq=seq + k, extra={"_STREAM_ID": stream, **({"_LINE_BREAK": "line-max"} if k < last else {})})
+        for k, p in enumerate(pieces)
+    ]
+
+
+def big_record(i: int) -> bytes:
+    """A LiteLLM request record of ~130K (many tags), valid UTF-8 with a multi-byte character
+    cut at a piece boundary."""
+    record = json.loads((SAMPLES / "requests-runA.jsonl").read_bytes().splitlines()[0])
+    record["payload"]["request_tags"] = [f"tag-{i}-é-" + "t" * 97 for _ in range(1200)]
+    return json.dumps(record, ensure_ascii=False).encode()
+
+
+@pytest.mark.real
+@real
+def test_a_line_journald_split_at_line_max_is_one_record_again(
+    journal_dir: Path, consumers: list[Consumer]
+) -> None:
+    """A record longer than journald's LineMax comes as several entries. Each piece was taken for
+    a plain-text log line: the request was lost, uncounted. Now the pieces are joined (entries of
+    another stream in between keep their place after it), and the checkpoint never passes a piece
+    not yet given out: a restart between the pieces reads the whole line once."""
+    big = big_record(1)
+    pieces = split_at_line_max(big, seq=2)
+    assert len(pieces) == 3
+    other = Entry("another worker's line", seq=10, extra={"_STREAM_ID": "b" * 32})
+    path = write_journal(journal_dir / "t.journal", [*entries(1, 1), *pieces[:2]])
+    a = follow(consumers, journal_dir, since="@0")
+    a.wait_lines(1)
+    wait_for(lambda: a.follower.pid is not None, "journalctl to follow")
+    a.stop()
+    assert a.messages() == expected(1, 1)
+    assert a.follower.cursor() == cursor_of(a.lines[0])  # not past the pieces waiting
+    write_journal(path, [other, Entry(pieces[2].message, seq=11, extra=pieces[2].extra), *entries(12, 12)])
+    b = follow(consumers, journal_dir, cursor=a.follower.cursor())
+    b.wait_lines(3)
+    b.stop()
+    assert b.messages() == [big, b"another worker's line", *expected(12, 12)]
+    assert b.skipped == 0 and b.follower.cursor() == cursor_of(b.lines[-1])
+    # replay reads them joined too
+    stats = ReadStats()
+    assert [message(x) for x in read_lines([str(path)], stats, 1 << 20)] == [
+        *expected(1, 1), big, b"another worker's line", *expected(12, 12)]
+    assert stats.too_long == 0
+
+
+@pytest.mark.real
+@real
+def test_a_split_line_too_long_to_join_or_never_finished_is_counted(tmp_path: Path) -> None:
+    big = big_record(2)
+    path = write_journal(tmp_path / "t.journal", [*split_at_line_max(big, seq=1), *entries(10, 10)])
+    stats = ReadStats()
+    assert [message(x) for x in read_lines([str(path)], stats, 100_000)] == expected(10, 10)
+    assert stats.too_long == 1
+    cut = write_journal(tmp_path / "cut.journal", [*entries(1, 1), *split_at_line_max(big, seq=2)[:2]])
+    stats = ReadStats()
+    assert [message(x) for x in read_lines([str(cut)], stats, 1 << 20)] == expected(1, 1)
+    assert stats.too_long == 1

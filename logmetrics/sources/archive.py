@@ -33,7 +33,7 @@ from types import ModuleType
 from typing import BinaryIO, Protocol
 
 from logmetrics.errors import SourceError, UsageError
-from logmetrics.sources.journald import JOURNAL_MAGIC, UnreadableJournal, read_journal_file
+from logmetrics.sources.journald import JOURNAL_MAGIC, LineMaxJoiner, UnreadableJournal, read_journal_file
 
 _CHUNK = 1 << 20
 _NULS = re.compile(rb"\x00+")
@@ -182,14 +182,31 @@ def read_lines(paths: list[str], stats: ReadStats, max_line_bytes: int) -> Itera
             with ExitStack() as stack:
                 source = _open(path, stack)
                 if source is None:
-                    for line in read_journal_file(path):
-                        stats.bytes_read += len(line) + 1
-                        yield line
+                    yield from _journal_lines(path, stats, max_line_bytes)
                 else:
                     stream, fd = source
                     yield from _split(stream, stats, max_line_bytes, fd)
         except _UNREADABLE as e:
             stats.failed(path, e)
+
+
+def _journal_lines(path: str, stats: ReadStats, max_line_bytes: int) -> Iterator[bytes]:
+    """The entries of a journal file, lines journald split at its LineMax joined again."""
+    joiner = LineMaxJoiner(max_line_bytes)
+    broken: UnreadableJournal | None = None
+    try:
+        for line in read_journal_file(path):
+            stats.bytes_read += len(line) + 1
+            out, skipped, _ = joiner.feed((line,))
+            stats.too_long += skipped
+            yield from out
+    except UnreadableJournal as e:  # what was read stays read, as with any file
+        broken = e
+    out, skipped = joiner.finish()  # a split line the file ends within is dropped, counted
+    stats.too_long += skipped
+    yield from out
+    if broken is not None:
+        raise broken
 
 
 def read_range(path: str, start: int, end: int | None, stats: ReadStats, max_line_bytes: int) -> Iterator[bytes]:

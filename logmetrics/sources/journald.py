@@ -31,6 +31,7 @@ follower reads a directory of journal files (`directory=`) when not reading the 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -39,7 +40,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -262,6 +263,7 @@ class JournalFollower:
         cursor's own (journalctl started with `--cursor`), which was counted before."""
         assert proc.stdout is not None and proc.stderr is not None
         lines = _LineSplitter(self.max_line_bytes, expect=self._cursor)
+        joiner = LineMaxJoiner(self.max_line_bytes)  # pieces still waiting at exit are read again
         errors = bytearray()
         with selectors.DefaultSelector() as sel:
             sel.register(proc.stdout, selectors.EVENT_READ, "out")
@@ -279,6 +281,10 @@ class JournalFollower:
                         self.stats.last_error = _text(bytes(errors))
                         continue
                     complete, skipped, cursor = lines.feed(chunk)
+                    complete, dropped, given_out = joiner.feed(complete)
+                    skipped += dropped
+                    if joiner.pending:  # the checkpoint stays before the first piece not given out
+                        cursor = given_out
                     if lines.gone is not None and warn_gone:
                         self.stats.cursor_gone += 1
                         log.warning(
@@ -374,6 +380,144 @@ class _LineSplitter:
     def _cursor_of(part: bytes) -> str | None:
         found = _CURSOR.search(part)
         return found.group(1).decode("ascii", "replace") if found is not None else None
+
+
+_LINE_MAX = b'"_LINE_BREAK":"line-max"'
+
+
+class LineMaxJoiner:
+    """Joins the entries journald made of one line longer than its LineMax (48K by default):
+    every piece but the last carries `_LINE_BREAK=line-max`; pieces of one stream (`_STREAM_ID`,
+    else `_PID`) are joined into one envelope: the last piece's fields, with the whole MESSAGE
+    (a string, or byte ints when it is not valid UTF-8). Each piece alone would be taken for a
+    plain-text log line, and a LiteLLM record so split was lost without a trace.
+
+    Order is kept: entries after a piece wait until its line is complete, so the checkpoint
+    (`feed`'s cursor: the last entry given out) never passes a piece not yet given out. When the
+    pieces and entries waiting exceed `max_len` bytes, the oldest unfinished line is dropped
+    (counted) and the rest goes on. `feed` is cheap while no piece waits: one substring test."""
+
+    def __init__(self, max_len: int) -> None:
+        self.max_len = max_len
+        # queued items: bytes (an entry), or a list [key, pieces, size, last_envelope_or_None]
+        self.queue: list[bytes | list[object]] = []
+        self.open: dict[str, list[object]] = {}
+        self.held = 0
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.queue)
+
+    def feed(self, lines: Iterable[bytes]) -> tuple[list[bytes], int, str | None]:
+        """Entries to give out now, lines dropped, and the cursor of the last one given out or
+        dropped (None: none)."""
+        out: list[bytes] = []
+        skipped = 0
+        cursor: str | None = None
+        for line in lines:
+            if not self.queue and _LINE_MAX not in line:
+                out.append(line)
+                cursor = _cursor_of(line) or cursor
+                continue
+            self._add(line)
+            while self.held > self.max_len and self._drop_oldest():
+                skipped += 1
+            n, c = self._flush(out)
+            skipped += n
+            cursor = c or cursor
+        return out, skipped, cursor
+
+    def finish(self) -> tuple[list[bytes], int]:
+        """At the end of a journal file: lines never completed are dropped (counted)."""
+        out: list[bytes] = []
+        skipped = 0
+        while self.queue:
+            skipped += self._drop_oldest()  # 0 once no line is unfinished: then all flush
+            n, _ = self._flush(out)
+            skipped += n
+        return out, skipped
+
+    def _add(self, line: bytes) -> None:
+        try:
+            env = json.loads(line)
+        except ValueError:
+            env = None
+        if not isinstance(env, dict):
+            self.queue.append(line)
+            self.held += len(line)
+            return
+        key = f"{env.get('_SYSTEMD_UNIT')}/{env.get('_SYSTEMD_USER_UNIT')}/{env.get('_STREAM_ID') or env.get('_PID')}"
+        piece = _message_bytes(env.get("MESSAGE"))
+        slot = self.open.get(key)
+        if slot is None:
+            if env.get("_LINE_BREAK") != "line-max":
+                self.queue.append(line)
+                self.held += len(line)
+                return
+            slot = [key, [], 0, None]
+            self.open[key] = slot
+            self.queue.append(slot)
+        pieces = slot[1]
+        assert isinstance(pieces, list)
+        pieces.append(piece)
+        slot[2] = int(slot[2]) + len(piece)  # type: ignore[call-overload]
+        self.held += len(piece)
+        if env.get("_LINE_BREAK") != "line-max":  # the last piece
+            del self.open[key]
+            env["MESSAGE"] = b"".join(pieces)
+            slot[3] = env
+
+    def _drop_oldest(self) -> int:
+        """Drop the oldest unfinished line (1), or give nothing if the head is an entry (0)."""
+        for i, item in enumerate(self.queue):
+            if isinstance(item, list) and item[3] is None:
+                del self.queue[i]
+                self.open.pop(str(item[0]), None)
+                self.held -= int(item[2])  # type: ignore[call-overload]
+                return 1
+        return 0
+
+    def _flush(self, out: list[bytes]) -> tuple[int, str | None]:
+        skipped = 0
+        cursor: str | None = None
+        while self.queue:
+            item = self.queue[0]
+            if isinstance(item, bytes):
+                line = item
+                self.held -= len(line)
+            else:
+                env = item[3]
+                if env is None:
+                    break
+                assert isinstance(env, dict)
+                self.held -= int(item[2])  # type: ignore[call-overload]
+                message: bytes = env.pop("MESSAGE")
+                env.pop("_LINE_BREAK", None)
+                try:
+                    env["MESSAGE"] = message.decode("utf-8")
+                except UnicodeDecodeError:
+                    env["MESSAGE"] = list(message)
+                line = json.dumps(env, ensure_ascii=False, separators=(",", ":")).encode()
+            self.queue.pop(0)
+            if len(line) > self.max_len:
+                skipped += 1
+            else:
+                out.append(line)
+            cursor = _cursor_of(line) or cursor
+        return skipped, cursor
+
+
+def _message_bytes(value: object) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    if isinstance(value, list):
+        return bytes(b & 0xFF for b in value if isinstance(b, int))
+    return b""
+
+
+def _cursor_of(line: bytes) -> str | None:
+    found = _CURSOR.search(line)
+    return found.group(1).decode("ascii", "replace") if found is not None else None
 
 
 def _spawn(argv: list[str], *, stderr: int | IO[bytes]) -> subprocess.Popen[bytes]:
