@@ -41,9 +41,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Generator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from logmetrics.errors import SourceError
 from logmetrics.sources.batch import Batch
@@ -385,6 +385,16 @@ class _LineSplitter:
 _LINE_MAX = b'"_LINE_BREAK":"line-max"'
 
 
+@dataclass
+class _Split:
+    """A line journald split at its LineMax: the pieces so far, and the last piece's envelope once it came."""
+
+    key: str  # its stream
+    pieces: list[bytes] = field(default_factory=list)
+    size: int = 0
+    envelope: dict[str, Any] | None = None
+
+
 class LineMaxJoiner:
     """Joins the entries journald made of one line longer than its LineMax (48K by default):
     every piece but the last carries `_LINE_BREAK=line-max`; pieces of one stream (`_STREAM_ID`,
@@ -399,9 +409,8 @@ class LineMaxJoiner:
 
     def __init__(self, max_len: int) -> None:
         self.max_len = max_len
-        # queued items: bytes (an entry), or a list [key, pieces, size, last_envelope_or_None]
-        self.queue: list[bytes | list[object]] = []
-        self.open: dict[str, list[object]] = {}
+        self.queue: list[bytes | _Split] = []  # entries, and split lines, in journal order
+        self.open: dict[str, _Split] = {}  # stream -> its line still being split
         self.held = 0
 
     @property
@@ -448,32 +457,29 @@ class LineMaxJoiner:
             return
         key = f"{env.get('_SYSTEMD_UNIT')}/{env.get('_SYSTEMD_USER_UNIT')}/{env.get('_STREAM_ID') or env.get('_PID')}"
         piece = _message_bytes(env.get("MESSAGE"))
-        slot = self.open.get(key)
-        if slot is None:
+        split = self.open.get(key)
+        if split is None:
             if env.get("_LINE_BREAK") != "line-max":
                 self.queue.append(line)
                 self.held += len(line)
                 return
-            slot = [key, [], 0, None]
-            self.open[key] = slot
-            self.queue.append(slot)
-        pieces = slot[1]
-        assert isinstance(pieces, list)
-        pieces.append(piece)
-        slot[2] = int(slot[2]) + len(piece)  # type: ignore[call-overload]
+            split = self.open[key] = _Split(key)
+            self.queue.append(split)
+        split.pieces.append(piece)
+        split.size += len(piece)
         self.held += len(piece)
         if env.get("_LINE_BREAK") != "line-max":  # the last piece
             del self.open[key]
-            env["MESSAGE"] = b"".join(pieces)
-            slot[3] = env
+            env["MESSAGE"] = b"".join(split.pieces)
+            split.envelope = env
 
     def _drop_oldest(self) -> int:
         """Drop the oldest unfinished line (1), or give nothing if the head is an entry (0)."""
         for i, item in enumerate(self.queue):
-            if isinstance(item, list) and item[3] is None:
+            if isinstance(item, _Split) and item.envelope is None:
                 del self.queue[i]
-                self.open.pop(str(item[0]), None)
-                self.held -= int(item[2])  # type: ignore[call-overload]
+                self.open.pop(item.key, None)
+                self.held -= item.size
                 return 1
         return 0
 
@@ -486,11 +492,10 @@ class LineMaxJoiner:
                 line = item
                 self.held -= len(line)
             else:
-                env = item[3]
+                env = item.envelope
                 if env is None:
                     break
-                assert isinstance(env, dict)
-                self.held -= int(item[2])  # type: ignore[call-overload]
+                self.held -= item.size
                 message: bytes = env.pop("MESSAGE")
                 env.pop("_LINE_BREAK", None)
                 try:
