@@ -423,17 +423,21 @@ class LineMaxJoiner:
         out: list[bytes] = []
         skipped = 0
         cursor: str | None = None
+        last: bytes | None = None  # the last entry given out as it came: its cursor is read once, at the end
         for line in lines:
             if not self.queue and _LINE_MAX not in line:
                 out.append(line)
-                cursor = _cursor_of(line) or cursor
+                last = line
                 continue
             self._add(line)
             while self.held > self.max_len and self._drop_oldest():
                 skipped += 1
             n, c = self._flush(out)
             skipped += n
-            cursor = c or cursor
+            if c is not None:
+                cursor, last = c, None
+        if last is not None:
+            cursor = _cursor_of(last) or cursor
         return out, skipped, cursor
 
     def finish(self) -> tuple[list[bytes], int]:
