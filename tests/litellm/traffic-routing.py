@@ -13,22 +13,12 @@ Exits non-zero if any response's HTTP status is not the one expected.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-PORT = int(sys.argv[1])
-OUT = sys.argv[2]
-BASE = f"http://127.0.0.1:{PORT}"
-KEY = os.environ["LITELLM_MASTER_KEY"]
-UA = "logmetrics-e2e-routing/1.0"
-PROMPT = "CANARY-PROMPT-7f3a: say hello"  # must never reach the request log
-MSGS = [{"role": "user", "content": PROMPT}]
+from traffic import MSGS, PROMPT, finish, req  # beside this script: its directory is on sys.path
+
 TOOLS = [
     {
         "type": "function",
@@ -43,38 +33,13 @@ TOOLS = [
 Item = tuple[str, dict[str, Any], int]
 
 
-def req(path: str, body: dict[str, Any], expect: int) -> dict[str, Any]:
-    h = {
-        "Content-Type": "application/json",
-        "User-Agent": UA,
-        "X-Canary-Header": "CANARY-HEADER-91bd",
-        "Authorization": "Bearer " + KEY,
-    }
-    r = urllib.request.Request(BASE + path, data=json.dumps(body).encode(), headers=h, method="POST")
-    t0 = time.time()
-    try:
-        with urllib.request.urlopen(r, timeout=60) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    return {
-        "path": path,
-        "model": body.get("model"),
-        "stream": bool(body.get("stream")),
-        "user": body.get("user"),
-        "status": status,
-        "expect": expect,
-        "elapsed_s": round(time.time() - t0, 4),
-        "resp_head": raw[:200].decode("utf-8", "replace"),
-    }
+def send(item: Item) -> dict[str, Any]:
+    path, body, expect = item
+    return req(body, expect, path=path, headers={"User-Agent": "logmetrics-e2e-routing/1.0"})
 
 
 def chat(model: str, expect: int = 200, **extra: Any) -> Item:
     return "/v1/chat/completions", {"model": model, "messages": MSGS, **extra}, expect
-
-
-def send(item: Item) -> dict[str, Any]:
-    return req(*item)
 
 
 burst: list[Item] = [chat("lb-group", stream=(i % 3 == 0), user=f"u{i % 2}") for i in range(8)]
@@ -112,15 +77,7 @@ sequential: list[Item] = [
 def main() -> int:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(send, burst))
-    results += [send(x) for x in sequential]
-    with open(OUT, "w") as f:
-        for r in results:
-            f.write(json.dumps(r) + "\n")
-    bad = [r for r in results if r["status"] != r["expect"]]
-    for r in bad:
-        print("unexpected status:", json.dumps(r), file=sys.stderr)
-    print(f"{len(results)} requests sent, {len(bad)} unexpected")
-    return 1 if bad else 0
+    return finish(results + [send(x) for x in sequential])
 
 
 if __name__ == "__main__":

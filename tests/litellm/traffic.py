@@ -20,10 +20,6 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-PORT = int(sys.argv[1])
-OUT = sys.argv[2]
-BASE = f"http://127.0.0.1:{PORT}"
-KEY = os.environ["LITELLM_MASTER_KEY"]
 UA = "logmetrics-e2e/1.0"
 # Canary strings: the privacy test asserts none of them reaches the request log.
 PROMPT = "CANARY-PROMPT-7f3a: say hello"
@@ -39,10 +35,10 @@ def req(
 ) -> dict[str, Any]:
     h = {"Content-Type": "application/json", "User-Agent": UA, "X-Canary-Header": "CANARY-HEADER-91bd"}
     if key != "":
-        h["Authorization"] = "Bearer " + (key or KEY)
+        h["Authorization"] = "Bearer " + (key or os.environ["LITELLM_MASTER_KEY"])
     h.update(headers or {})
     data = json.dumps(body).encode()
-    r = urllib.request.Request(BASE + path, data=data, headers=h, method="POST")
+    r = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}{path}", data=data, headers=h, method="POST")
     t0 = time.time()
     try:
         with urllib.request.urlopen(r, timeout=60) as resp:
@@ -50,6 +46,7 @@ def req(
     except urllib.error.HTTPError as e:
         status, raw = e.code, e.read()
     return {
+        "path": path,
         "model": body.get("model"),
         "stream": bool(body.get("stream")),
         "user": body.get("user"),
@@ -126,7 +123,12 @@ def main() -> int:
     with ThreadPoolExecutor(max_workers=8) as pool:
         results += list(pool.map(send, burst))
     results += [send(x) for x in final]
-    with open(OUT, "w") as f:
+    return finish(results)
+
+
+def finish(results: list[dict[str, Any]]) -> int:
+    """Write the results (RESULTS.jsonl) and say which response had an unexpected status."""
+    with open(sys.argv[2], "w") as f:
         for r in results:
             f.write(json.dumps(r) + "\n")
     bad = [r for r in results if r["status"] != r["expect"]]
