@@ -200,30 +200,16 @@ class JournalFollower:
             if self._started_at is None:
                 self._started_at = time.time()
             started = time.monotonic()
-            produced = False
-            self._proc = proc = _spawn(argv, stderr=subprocess.PIPE)
-            try:
-                for batch in self._read(proc, warn_gone=catch_up):
-                    produced = True
-                    yield batch
-            finally:
-                rc = self.stats.last_exit = _reap(proc)
+            produced, rc = yield from self._journalctl(argv, warn_gone=catch_up)
             if self.stop.is_set():
                 return
             if first and not produced and rc > 0:
                 raise SourceError(f"journalctl failed for {self.source} (exit {rc}): {self.stats.last_error}")
             if catch_up and rc == 0:
-                follow_argv = self.argv()  # from the last entry read: the catch-up's end
-                started_follow = time.monotonic()
-                self._proc = proc = _spawn(follow_argv, stderr=subprocess.PIPE)
-                try:
-                    for batch in self._read(proc, warn_gone=False):
-                        yield batch
-                finally:
-                    rc = self.stats.last_exit = _reap(proc)
+                started = time.monotonic()
+                _, rc = yield from self._journalctl(self.argv(), warn_gone=False)  # from the catch-up's end
                 if self.stop.is_set():
                     return
-                started = started_follow
             first = False
             if time.monotonic() - started >= self.backoff_max:  # it ran well: not a crash loop
                 delay = self.backoff_initial
@@ -233,6 +219,18 @@ class JournalFollower:
             if self.stop.wait(delay):
                 return
             delay = min(delay * 2, self.backoff_max)
+
+    def _journalctl(self, argv: list[str], *, warn_gone: bool) -> Generator[Batch, None, tuple[bool, int]]:
+        """One journalctl process: its batches; then whether it gave any, and its exit status."""
+        produced = False
+        self._proc = proc = _spawn(argv, stderr=subprocess.PIPE)
+        try:
+            for batch in self._read(proc, warn_gone=warn_gone):
+                produced = True
+                yield batch
+        finally:
+            rc = self.stats.last_exit = _reap(proc)
+        return produced, rc
 
     def _probe(self) -> None:
         """Fail early on a missing journalctl or an unreadable journal; note an empty unit."""
