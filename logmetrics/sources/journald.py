@@ -355,29 +355,22 @@ class _LineSplitter:
             if not part:
                 continue
             if self.expect is not None:
-                found = _CURSOR.search(part)
-                if self._seen_again(found.group(1).decode("ascii", "replace") if found else None):
-                    cursor = self._cursor_of(part)
+                own = _cursor_of(part)
+                if self._seen_again(own):
+                    cursor = own
                     continue
             if len(part) > self.max_len:
                 skipped += 1
             else:
                 out.append(part)
         if parts and parts[-1]:
-            found = _CURSOR.search(parts[-1])
-            if found is not None:
-                cursor = found.group(1).decode("ascii", "replace")
+            cursor = _cursor_of(parts[-1]) or cursor
         if len(rest) > self.max_len:
             self.dropping, self.dropped_cursor, self.tail, self.pending = True, None, b"", b""
             self._scan(rest)
         else:
             self.pending = rest
         return out, skipped, cursor
-
-    @staticmethod
-    def _cursor_of(part: bytes) -> str | None:
-        found = _CURSOR.search(part)
-        return found.group(1).decode("ascii", "replace") if found is not None else None
 
 
 _LINE_MAX = b'"_LINE_BREAK":"line-max"'
