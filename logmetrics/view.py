@@ -304,11 +304,14 @@ class LiveTable:
             body.sort(key=lambda r: (-(r[col] if r[col] is not None else -1.0), str(r["model"])))
         self.rows, self.sort, self.by, self.footer, self.now = body, col, by, footer, now
 
-    def columns(self, width: int) -> tuple[list[LiveColumn], int]:
+    def columns(self, width: int, encoding: str = "utf-8") -> tuple[list[LiveColumn], int]:
         """The columns that fit in `width` (the model column counted at most MODEL_WIDTH wide),
-        and the model column's width: what is left, up to its longest name."""
+        and the model column's width: what is left, up to its longest name. Widths are terminal
+        cells (a CJK character or an emoji takes two) of the text as `encoding` shows it."""
         cells = [*self.rows, self.total]
-        widths = {c.key: max([len(c.header) + 2 * (c.key == self.sort)] + [len(_cell(c.key, r[c.key])) for r in cells])
+        widths = {c.key: max([len(c.header) + 2 * (c.key == self.sort)]
+                             + [cell_len(_shown(r[c.key], encoding) if c.key == "model" else _cell(c.key, r[c.key]))
+                                for r in cells])
                   for c in LIVE_COLUMNS}
         natural = max(widths["model"], 12)
         widths["model"] = min(natural, self.MODEL_WIDTH)
@@ -321,8 +324,8 @@ class LiveTable:
         return cols, min(natural, widths["model"] + max(0, spare))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Table | Text]:
-        cols, model_width = self.columns(options.max_width)
         enc = options.encoding
+        cols, model_width = self.columns(options.max_width, enc)
         marker = encodable(" ▼", enc) if not options.ascii_only else " v"
         table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False, header_style="bold",
                       show_footer=True, footer_style="bold")
@@ -338,7 +341,7 @@ class LiveTable:
             if len(rows) > room:
                 rows = [*rows[: room - 1], {"model": f"… {len(rows) - room + 1} more", **_blank()}]
         for r in rows:
-            table.add_row(*(Text(encodable(printable(r["model"]), enc)) if c.key == "model" else _cell(c.key, r[c.key])
+            table.add_row(*(Text(_shown(r["model"], enc)) if c.key == "model" else _cell(c.key, r[c.key])
                             for c in cols))
         yield table
         yield Text(encodable(printable(self._footer()), enc), style="dim", no_wrap=True, overflow="ellipsis")
@@ -353,6 +356,11 @@ class LiveTable:
         if f.source:
             parts.append(f.source)  # last: a long path is what gets cut on a narrow terminal
         return " · ".join(parts)
+
+
+def _shown(name: str, encoding: str) -> str:
+    """A row name as the terminal gets it."""
+    return encodable(printable(name), encoding)
 
 
 def _age(seconds: float) -> str:

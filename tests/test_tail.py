@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -464,6 +465,19 @@ def test_live_table_sort(sort: str, first: str) -> None:
     assert out[2].split()[0] == first
     if sort != "model":
         assert "▼" in out[0]  # the sorted column is never dropped
+
+
+@pytest.mark.parametrize("name", ["模型-中文-名字-テスト版", "🚀" * 10])
+def test_live_table_measures_wide_characters_in_cells(name: str) -> None:
+    """A CJK or emoji model name takes two terminal cells a character: measured as one, the model
+    column was sized at half the name and cut it (`模型-中文-名…`) on a terminal with room to spare."""
+    agg = Aggregator()
+    agg.add(Parser().parse(REQUESTS.read_text().splitlines()[0].replace("gpt-4o-mini", name).encode()))
+    out = table_text(agg, width=140)
+    row = next(line for line in out if line.startswith(name[0]))
+    assert row.split()[0] == name and "…" not in row
+    cells = {sum(1 + (unicodedata.east_asian_width(c) in "WF") for c in line) for line in out[:-1]}
+    assert len(cells) == 1  # every line as wide as the rules
 
 
 def test_live_table_fits_24_rows() -> None:
