@@ -293,6 +293,7 @@ class LiveTable:
     order of LiveColumn.drop, and rows to fit a terminal's height."""
 
     MODEL_WIDTH = 24
+    MODEL_MIN = 8  # narrower than the columns kept need, the model column gives way down to this
 
     def __init__(self, rows: list[dict[str, Any]], *, sort: str, by: str, footer: TableFooter,
                  now: float) -> None:
@@ -306,7 +307,8 @@ class LiveTable:
 
     def columns(self, width: int, encoding: str = "utf-8") -> tuple[list[LiveColumn], int]:
         """The columns that fit in `width` (the model column counted at most MODEL_WIDTH wide),
-        and the model column's width: what is left, up to its longest name. Widths are terminal
+        and the model column's width: what is left, up to its longest name (down to MODEL_MIN
+        when the columns that always stay need more). Widths are terminal
         cells (a CJK character or an emoji takes two) of the text as `encoding` shows it."""
         cells = [*self.rows, self.total]
         widths = {c.key: max([len(c.header) + 2 * (c.key == self.sort)]
@@ -321,7 +323,7 @@ class LiveTable:
                 break
             cols.remove(victim)
         spare = width - sum(widths[c.key] for c in cols) - 3 * (len(cols) - 1)
-        return cols, min(natural, widths["model"] + max(0, spare))
+        return cols, min(natural, max(self.MODEL_MIN, widths["model"] + spare))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[Table | Text]:
         enc = options.encoding

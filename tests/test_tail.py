@@ -467,6 +467,19 @@ def test_live_table_sort(sort: str, first: str) -> None:
         assert "▼" in out[0]  # the sorted column is never dropped
 
 
+@pytest.mark.parametrize(("width", "sort"), [(30, "p95"), (30, "requests"), (34, "spend"), (36, "errors")])
+def test_live_table_narrow_keeps_requests_and_sort_column_whole(width: int, sort: str) -> None:
+    """The model column gives way on a narrow terminal: with long deployment names it kept its
+    24 cells, and at 30 columns `--sort p95` showed `req…` and an empty p95 column."""
+    agg = agg_of(SAMPLES.parent / "litellm-1.109.1-callback" / "requests.log", by="deployment")
+    out = table_text(agg, width=width, sort=sort)
+    header = next(c.header for c in LIVE_COLUMNS if c.key == sort)
+    assert "requests" in out[0] and f"{header} ▼" in out[0], out
+    assert all(len(line) <= width for line in out[:-1])
+    values = {line.split()[-1] for line in out[2:-3]}  # the sort column is the last one shown
+    assert "…" not in out[0] and not any("…" in v for v in values) and len(values) > 1, out
+
+
 @pytest.mark.parametrize("name", ["模型-中文-名字-テスト版", "🚀" * 10])
 def test_live_table_measures_wide_characters_in_cells(name: str) -> None:
     """A CJK or emoji model name takes two terminal cells a character: measured as one, the model
