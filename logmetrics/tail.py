@@ -519,6 +519,7 @@ def _lines_arg(text: str) -> int | None:
 
 
 _SORTS = ", ".join(view.LIVE_SORT_KEYS)
+MAX_INTERVAL = 86400.0  # a day between table refreshes (a wait must stay below threading.TIMEOUT_MAX)
 
 
 def tail_cmd(
@@ -595,8 +596,8 @@ def tail_cmd(
         raise UsageError("--table shows a table: drop --output json")
     if sort not in view.LIVE_SORT_KEYS:
         raise UsageError(f"--sort takes one of: {_SORTS}")
-    if interval <= 0:
-        raise UsageError("--interval must be positive")
+    if not 0 < interval <= MAX_INTERVAL:  # also nan and inf
+        raise UsageError(f"--interval takes seconds: more than 0, at most {MAX_INTERVAL:.0f}")
     if journal is not None and paths:
         raise UsageError("give either PATH or --journal UNIT, not both")
     if user and journal is None:
