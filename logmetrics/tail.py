@@ -293,7 +293,10 @@ def _when(t: float | None) -> str:
     second = int(t)
     cached = _SECOND[0]
     if cached[0] != second:
-        local = datetime.fromtimestamp(second).astimezone()
+        try:
+            local = datetime.fromtimestamp(second).astimezone()
+        except (OverflowError, OSError, ValueError):  # past year 9999: a record's time is what it writes
+            return f"epoch {t:.6g}".ljust(27)
         cached = _SECOND[0] = (second, local.strftime("%Y-%m-%d %H:%M:%S."), local.tzname() or "")
     return f"{cached[1]}{int((t - second) * 1000):03d} {cached[2]}"
 
