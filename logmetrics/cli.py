@@ -31,8 +31,9 @@ from logmetrics.aggregate import Aggregator
 from logmetrics.errors import LogmetricsError, UsageError
 from logmetrics.export import OpenMetricsBackfill, write_exposition
 from logmetrics.parallel import jobs_default
-from logmetrics.parse import DEFAULT_MAX_LINE_BYTES, InvalidTime, Parser, epoch
+from logmetrics.parse import DEFAULT_MAX_LINE_BYTES, Parser, epoch
 from logmetrics.pipeline import Filters, Ingest, replay
+from logmetrics.slp import InvalidTime
 from logmetrics.sources.archive import ReadStats
 from logmetrics.view import skipped_line, skipped_summary, summary_rows, summary_table, summary_width
 

@@ -32,7 +32,14 @@ from logmetrics.events import (
     SkipReason,
 )
 from logmetrics.records import LINE_DECODER, Facts, Line
-from logmetrics.slp import InvalidDuration, InvalidField, event_from_hook, event_from_payload
+from logmetrics.slp import (
+    InvalidDuration,
+    InvalidField,
+    InvalidTime,
+    checked_time,
+    event_from_hook,
+    event_from_payload,
+)
 from logmetrics.slp import drop_caches as drop_slp_caches
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
@@ -63,13 +70,10 @@ _UNSUPPORTED = Skip(SkipReason.UNSUPPORTED_VERSION)
 _INVALID_KEY = Skip(SkipReason.INVALID_KEY)
 
 
-class InvalidTime(ValueError):
-    pass
-
-
 def epoch(value: str | float | int | None) -> float | None:
     """Any record time as UTC epoch seconds: ISO 8601 with or without zone (without = local time,
-    as LiteLLM's json_logs writes), epoch seconds, milliseconds or microseconds (number or digits)."""
+    as LiteLLM's json_logs writes), epoch seconds, milliseconds or microseconds (number or digits).
+    Raises InvalidTime for anything else, and for a time before 1970 or after the year 9999."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -78,17 +82,15 @@ def epoch(value: str | float | int | None) -> float | None:
             value = int(text)
         else:
             try:
-                return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+                return checked_time(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
             except ValueError:
                 raise InvalidTime(value) from None
     number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise InvalidTime(value)
     if number > 1e14:
-        return number / 1e6
+        return checked_time(number / 1e6)
     if number > 1e11:
-        return number / 1e3
-    return number
+        return checked_time(number / 1e3)
+    return checked_time(number)
 
 
 def level_name(level: str | None) -> str:

@@ -42,6 +42,22 @@ class InvalidField(ValueError):
     """A value no request has (a cost beyond MAX_VALUE): the record is skipped."""
 
 
+class InvalidTime(ValueError):
+    """A time that is not one (not ISO 8601 nor a number) or not between 1970 and the year 9999: the
+    record is skipped."""
+
+
+MAX_TIME = 253402214400.0
+"""9999-12-31T00:00:00Z: record times are in [0, MAX_TIME), moments every time zone can show as a
+date (a record stamped in milliseconds where seconds belong would be year 58000, beyond `datetime`)."""
+
+
+def checked_time(value: float) -> float:
+    if not 0.0 <= value < MAX_TIME:  # NaN too
+        raise InvalidTime(value)
+    return value
+
+
 def wall(value: Time) -> datetime | None:
     """A LiteLLM time as the naive wall-clock datetime LiteLLM subtracts (UTC for epoch floats:
     differences are what matter, and UTC keeps them free of the host's DST)."""
@@ -195,7 +211,7 @@ def event_from_payload(
     hook_end = None if facts is None else micros(f.hook_end_time)
     if hook_end is None:
         hook_end = micros(p.endTime)
-    end_time = time if time is not None else (p.endTime if p.endTime is not None else 0.0)
+    end_time = checked_time(time if time is not None else (p.endTime if p.endTime is not None else 0.0))
     if p.status == "failure":
         return _failure(p, f, md, labels_200, end_time, f.deployment_labels is None)
 
@@ -349,7 +365,7 @@ def event_from_hook(labels: dict[str, str | None], time: float, message: str | N
     known.setdefault("status_code", known.get("exception_status"))
     return RequestEvent(
         kind=EventKind.PROXY_FAILURE,
-        time=time,
+        time=checked_time(time),
         labels=Labels(**known),
         level="ERROR",
         error_message=message[:_ERROR_MESSAGE_CHARS] if message else None,

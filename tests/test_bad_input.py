@@ -39,6 +39,15 @@ BAD: list[tuple[str, bytes, SkipReason]] = [
     ("invalid utf-8", b'{"model": "m\xff\xfe", "latency_ms": 5, "level": "INFO"}', SkipReason.INVALID_UTF8),
     ("bad time", b'{"model": "m", "latency_ms": 5, "level": "INFO", "timestamp": "yesterday"}',
      SkipReason.INVALID_TIME),
+    ("time before 1970", b'{"model": "m", "latency_ms": 5, "level": "INFO", "timestamp": "1969-12-31T23:59:59Z"}',
+     SkipReason.INVALID_TIME),
+    ("record time in milliseconds", b'{"logmetrics_record": "request", "version": 1, "hook": "success", '
+     b'"time": 1795452153004.0, "payload": {"status": "success", "model_group": "g", "model": "m", '
+     b'"startTime": 1.0, "endTime": 2.0, "metadata": {"user_api_key_hash": "h"}}}', SkipReason.INVALID_TIME),
+    ("hook record time beyond 9999", b'{"logmetrics_record": "request", "version": 1, "hook": "post_call_failure", '
+     b'"time": 1e300, "payload": null, "labels": {"requested_model": "g"}}', SkipReason.INVALID_TIME),
+    ("payload end beyond 9999", b'{"status": "success", "model_group": "g", "model": "m", "startTime": 1.0, '
+     b'"endTime": 253402290000.0, "metadata": {"user_api_key_hash": "h"}}', SkipReason.INVALID_TIME),
     ("deeply nested", b'{"model": "m", "latency_ms": 5, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
      SkipReason.TOO_DEEP),
     ("future record version", b'{"logmetrics_record": "request", "version": 99, "hook": "success"}',
@@ -106,6 +115,18 @@ def test_cli_never_tracebacks_and_never_echoes(tmp_path: Path) -> None:
     invalid_field = sum(1 for _, _, r in BAD if r is SkipReason.INVALID_FIELD)
     assert f'logmetrics_records_skipped_total{{reason="invalid_field"}} {invalid_field}.0' in text
     assert 'logmetrics_records_skipped_total{reason="filtered"} 0.0' in text  # pre-initialised
+
+
+def test_tail_shows_bad_times_as_skips(tmp_path: Path) -> None:
+    """A record time tail cannot show as a date (milliseconds where seconds belong: year 58000) is an
+    invalid_time skip, not a traceback in the middle of the view."""
+    log = tmp_path / "bad.log"
+    log.write_bytes(b"\n".join(line for _, line, _ in BAD) + b"\n" + GOOD + b"\n")
+    for view in ([], ["--table"], ["-o", "json"]):
+        proc = subprocess.run([sys.executable, "-m", "logmetrics", "tail", "--no-follow", *view, str(log)],
+                              capture_output=True, env={**os.environ, "TZ": "Asia/Kolkata"})
+        assert proc.returncode == 0, proc.stderr
+        assert b"Traceback" not in proc.stdout + proc.stderr and SECRET.encode() not in proc.stdout + proc.stderr
 
 
 def test_file_vanishing_midway_is_counted(tmp_path: Path) -> None:
