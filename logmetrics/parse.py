@@ -78,14 +78,16 @@ def epoch(value: str | float | int | None) -> float | None:
         return None
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            value = int(text)
-        else:
-            try:
+        try:
+            if not text.isdigit():
                 return checked_time(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
-            except ValueError:
-                raise InvalidTime(value) from None
-    number = float(value)
+            value = float(text)  # as float(int(text)) rounds it, and 400 nines are inf, not an OverflowError
+        except (ValueError, OverflowError):
+            raise InvalidTime(value) from None
+    try:
+        number = float(value)
+    except OverflowError:  # an int no float holds
+        raise InvalidTime(value) from None
     if number > 1e14:
         return checked_time(number / 1e6)
     if number > 1e11:

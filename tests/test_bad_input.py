@@ -152,9 +152,11 @@ def test_file_vanishing_midway_is_counted(tmp_path: Path) -> None:
         (["replay", "/no/such/file"], 2, b"no such file"),
         (["replay", "/no/such/*.log"], 2, b"no file matches"),
         (["replay", "--since", "someday", "x"], 2, b"--since"),
+        (["replay", "--until", "9" * 400, "x"], 2, b"--until"),  # digits beyond any float
+        (["replay", "--since", "9" * 5000, "x"], 2, b"--since"),  # beyond int()'s 4300 digits
         (["replay", "--bogus"], 2, b"No such option"),
     ],
-    ids=["missing-file", "empty-glob", "bad-since", "bad-option"],
+    ids=["missing-file", "empty-glob", "bad-since", "huge-until", "huger-since", "bad-option"],
 )
 def test_usage_errors_exit_2_in_one_line(args: list[str], code: int, needle: bytes, tmp_path: Path) -> None:
     (tmp_path / "x").write_bytes(GOOD + b"\n")
