@@ -124,15 +124,15 @@ def parse_when(text: str | None, option: str) -> float | None:
 
 
 def parse_step(text: str) -> float:
+    """Seconds between backfill snapshots: from 1 ms (Prometheus keeps milliseconds; promtool keeps
+    one of two samples in the same one) to 365 days (beyond, snapshots land in far years)."""
     m = _DURATION.match(text.strip())
-    if m:
-        return float(m.group(1)) * _UNIT[m.group(2)]
     try:
-        value = float(text)
+        value = float(m.group(1)) * _UNIT[m.group(2)] if m else float(text)
     except ValueError:
         raise UsageError(f"--step {text!r}: give seconds or a duration like 60s or 5m") from None
-    if value <= 0:
-        raise UsageError("--step must be positive")
+    if not 0.001 <= value <= 365 * 86400:  # NaN too
+        raise UsageError(f"--step {text!r}: give a step from 0.001 (seconds) to 365d")
     return value
 
 
@@ -191,7 +191,8 @@ def replay_cmd(
         "--openmetrics-out", help="Write OpenMetrics with per-sample timestamps from the records' own "
         "times, one snapshot every --step, for `promtool tsdb create-blocks-from openmetrics`.",
         show_default=False)] = None,
-    step: Annotated[str, typer.Option("--step", help="Sample step of --openmetrics-out.")] = "60s",
+    step: Annotated[str, typer.Option("--step", help="Sample step of --openmetrics-out: seconds (0.001 "
+                                      "and up) or a duration like 30s, 5m, 1h, 1d (up to 365d).")] = "60s",
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout "
                                            "instead of a table.")] = False,
     model: Annotated[list[str] | None, typer.Option(
@@ -220,12 +221,13 @@ def replay_cmd(
     if by not in ("model", "deployment"):
         raise UsageError("--by takes model or deployment")
     filters = Filters(models=model or [], since=parse_when(since, "--since"), until=parse_when(until, "--until"))
+    step_seconds = parse_step(step)
     agg = Aggregator(max_series=max_series, by=by, rates=False)  # a summary: no live rates
     with _writing(openmetrics_out), ExitStack() as stack:
         backfill = None
         if openmetrics_out is not None:
             out = stack.enter_context(_create(openmetrics_out))
-            backfill = OpenMetricsBackfill(out, parse_step(step))
+            backfill = OpenMetricsBackfill(out, step_seconds)
         ingest = Ingest(agg, Parser(max_line_bytes=max_line, end_user_label=end_user), filters, backfill)
         progress = stack.enter_context(ReplayProgress(err)) if err.is_terminal else None
         stats = replay(paths, ingest, progress, jobs or jobs_default())

@@ -155,14 +155,20 @@ def test_file_vanishing_midway_is_counted(tmp_path: Path) -> None:
         (["replay", "--until", "9" * 400, "x"], 2, b"--until"),  # digits beyond any float
         (["replay", "--since", "9" * 5000, "x"], 2, b"--since"),  # beyond int()'s 4300 digits
         (["replay", "--bogus"], 2, b"No such option"),
+        # --step: 0s divided by zero; nan, inf and 1e300 stamped samples promtool refuses or never finishes
+        # importing; below a millisecond, promtool keeps one of the samples that share one
+        *((["replay", "--openmetrics-out", "o.om", "--step", step, "x"], 2, b"--step")
+          for step in ("0s", "0", "-1", "nan", "inf", "1e300", "0.0004", "9999999w")),
     ],
-    ids=["missing-file", "empty-glob", "bad-since", "huge-until", "huger-since", "bad-option"],
+    ids=["missing-file", "empty-glob", "bad-since", "huge-until", "huger-since", "bad-option",
+         *(f"step-{s}" for s in ("0s", "0", "-1", "nan", "inf", "1e300", "sub-ms", "huge"))],
 )
 def test_usage_errors_exit_2_in_one_line(args: list[str], code: int, needle: bytes, tmp_path: Path) -> None:
     (tmp_path / "x").write_bytes(GOOD + b"\n")
     proc = subprocess.run([sys.executable, "-m", "logmetrics", *args], capture_output=True, cwd=tmp_path)
     assert proc.returncode == code
     assert needle in proc.stderr and b"Traceback" not in proc.stderr and proc.stdout == b""
+    assert not (tmp_path / "o.om").exists()  # nothing written for a command that did not run
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
