@@ -227,7 +227,7 @@ def replay_cmd(
         backfill = None
         if openmetrics_out is not None:
             out = stack.enter_context(_create(openmetrics_out))
-            backfill = OpenMetricsBackfill(out, step_seconds)
+            backfill = OpenMetricsBackfill(out, step_seconds, filters.until)
         ingest = Ingest(agg, Parser(max_line_bytes=max_line, end_user_label=end_user), filters, backfill)
         progress = stack.enter_context(ReplayProgress(err)) if err.is_terminal else None
         stats = replay(paths, ingest, progress, jobs or jobs_default())

@@ -149,9 +149,10 @@ class OpenMetricsBackfill:
     temporary file while the replay runs and the files are joined at the end.
     """
 
-    def __init__(self, out: IO[bytes], step: float) -> None:
+    def __init__(self, out: IO[bytes], step: float, until: float | None = None) -> None:
         self.out = out
         self.step = step
+        self.until = until  # --until: no sample after it (live scraping's samples start there)
         self._dir = tempfile.TemporaryDirectory(prefix="logmetrics-om-")
         self._spool: dict[str, IO[bytes]] = {}
         self._headers: dict[str, list[str]] = {}
@@ -198,7 +199,9 @@ class OpenMetricsBackfill:
 
     def close(self, agg: Aggregator) -> None:
         if agg.newest_time is not None:
-            self.snapshot(agg, (agg.newest_time // self.step + 1) * self.step)
+            last = (agg.newest_time // self.step + 1) * self.step
+            # every record is before --until: a last sample there holds them all, and no later
+            self.snapshot(agg, last if self.until is None else min(last, self.until))
         for family, spool in self._spool.items():
             if not spool.tell():
                 spool.close()

@@ -55,6 +55,22 @@ def test_promtool_accepts_and_prometheus_returns_the_totals(tmp_path: Path) -> N
         assert prom.query("sum(litellm_proxy_total_requests_metric_total)", at=first - 30) == []
 
 
+def test_no_sample_after_until(tmp_path: Path) -> None:
+    """`--until` is where live scraping began (docs/prometheus-grafana.md): the last snapshot, which
+    holds every record before it, is stamped at --until when the next step boundary is later, so
+    the backfilled and scraped series never overlap."""
+    records = [json.loads(line) for line in (SAMPLES / "requests-runA.jsonl").read_text().splitlines()]
+    times = sorted(r["time"] for r in records)
+    until = int(times[len(times) // 2]) + 1  # half the records before it
+    assert until % 60 and times[0] < until < times[-1]  # off the step's boundaries
+    om = openmetrics(tmp_path, "--step", "60s", "--until", str(until))
+    samples = [line.rsplit(" ", 2) for line in om.read_text().splitlines() if not line.startswith("#")]
+    assert max(float(stamp) for _, _, stamp in samples) <= until
+    last = {name: float(value) for name, value, _ in samples if name == "logmetrics_records_read_total"}
+    assert last == {"logmetrics_records_read_total": float(sum(1 for t in times if t < until))}
+    assert promtool("tsdb", "create-blocks-from", "openmetrics", om, tmp_path / "d").returncode == 0
+
+
 def test_promtool_rejects_what_it_should(tmp_path: Path) -> None:
     """The check above can fail: promtool refuses a file without # EOF."""
     bad = tmp_path / "bad.om"
