@@ -133,19 +133,19 @@ class Parser:
                 return None
             first = line.lstrip()[:1]
             if first != b"{":
-                return self._slow(line) if first in b'["-0123456789' else _NOT_JSON
+                return self._slow(line, envelope_time) if first in b'["-0123456789' else _NOT_JSON
         # a surrogate escape (rare): mend lone ones first. One scan when the line has no escape at all
         if b"\\u" in line and (b"\\ud" in line or b"\\uD" in line):
             mended = _mend_surrogates(line)
             if mended is None:
-                return self._slow(line)
+                return self._slow(line, envelope_time)
             line = mended
         try:
             rec = LINE_DECODER.decode(line)
         except msgspec.ValidationError:
-            return self._slow(line)
+            return self._slow(line, envelope_time)
         except msgspec.DecodeError:
-            return self._slow(line)
+            return self._slow(line, envelope_time)
         except UnicodeDecodeError:
             return _INVALID_UTF8
         except RecursionError:
@@ -262,7 +262,7 @@ class Parser:
             level = "INFO"
         return _log_event(text, level, None, None, None, when)
 
-    def _slow(self, line: bytes) -> Skip | LogEvent:
+    def _slow(self, line: bytes, envelope_time: float | None) -> Skip | LogEvent:
         """The fast decode failed: find out why, with a generic decode."""
         try:
             text = line.decode()
@@ -290,7 +290,7 @@ class Parser:
                 return _log_event(
                     message, level, component if isinstance(component, str) else None,
                     call_id if isinstance(call_id, str) else None,
-                    ts if isinstance(ts, (str, int, float)) else None, None,
+                    ts if isinstance(ts, (str, int, float)) else None, envelope_time,
                 )
             except (InvalidTime, ValueError, OverflowError, OSError):
                 return _INVALID_TIME
@@ -334,9 +334,13 @@ _EMPTY_FACTS = Facts()
 
 def _log_event(
     message: str, level: str, component: str | None, call_id: str | None,
-    timestamp: str | float | None, fallback_time: float | None,
+    timestamp: str | float | None, envelope_time: float | None,
 ) -> LogEvent:
-    time = epoch(timestamp) if timestamp is not None else fallback_time
+    """A log line's event. In a journald envelope its time is the envelope's (__REALTIME_TIMESTAMP,
+    exact): a json_logs `timestamp` is the writer's local time without zone, read here in the
+    reader's zone (a LiteLLM container on UTC, a host on New York time: 5 hours off) and
+    ambiguous in the hour that repeats when DST ends."""
+    time = envelope_time if envelope_time is not None else epoch(timestamp) if timestamp is not None else None
     access = _ACCESS.search(message) if '" ' in message else None
     if access:
         return LogEvent(time=time, level=level_name(level), component=component, method=access.group(1),

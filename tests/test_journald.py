@@ -226,6 +226,28 @@ def test_journal_gzip_and_plain_files_are_told_apart_and_pipes_never_opened(tmp_
         regular_file(str(tmp_path / "missing.journal"))
 
 
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"])
+def test_log_lines_take_the_envelope_time_whatever_the_readers_zone(tmp_path: Path, tz: str) -> None:
+    """LiteLLM's json_logs `timestamp` is the writer's local time without zone (the sample's proxy ran
+    on UTC, as containers do); journald's __REALTIME_TIMESTAMP is exact. Read on a host in another
+    zone, the log lines keep their real times: the newest record's time, and --since."""
+    import subprocess
+    import sys
+
+    sample = SAMPLES / "journald.json"
+    stamps = [int(json.loads(line)["__REALTIME_TIMESTAMP"]) / 1e6 for line in sample.read_text().splitlines()]
+    env = {**os.environ, "TZ": tz}
+    prom = tmp_path / "out.prom"
+    since = stamps[3]  # the 429 access line's own second and the lines after it
+    proc = subprocess.run([sys.executable, "-m", "logmetrics", "replay", str(sample), "--metrics-out", str(prom),
+                           "--since", f"{int(since)}"], capture_output=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    text = prom.read_text()
+    newest = [line.split()[1] for line in text.splitlines() if line.startswith("logmetrics_last_record_timestamp")]
+    assert [float(v) for v in newest] == [max(stamps)]
+    assert f'logmetrics_records_skipped_total{{reason="filtered"}} {sum(t < int(since) for t in stamps)}.0' in text
+
+
 def test_missing_journalctl_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="journalctl not found"):
         list(read_journal_file(tmp_path / "x.journal", journalctl=str(tmp_path / "no-journalctl")))
