@@ -290,7 +290,9 @@ def _when(t: float | None) -> str:
     """Local time with milliseconds and zone: `2026-11-22 08:37:01.218 CET`."""
     if not t:
         return "-".ljust(27)
-    second = int(t)
+    # to the microsecond first, as datetime.fromtimestamp() does: a record's ".123" is the float
+    # ….12299990654, which cut to milliseconds showed as .122
+    second, micros = divmod(round(t * 1e6), 1_000_000)
     cached = _SECOND[0]
     if cached[0] != second:
         try:
@@ -298,7 +300,7 @@ def _when(t: float | None) -> str:
         except (OverflowError, OSError, ValueError):  # past year 9999: a record's time is what it writes
             return f"epoch {t:.6g}".ljust(27)
         cached = _SECOND[0] = (second, local.strftime("%Y-%m-%d %H:%M:%S."), local.tzname() or "")
-    return f"{cached[1]}{int((t - second) * 1000):03d} {cached[2]}"
+    return f"{cached[1]}{micros // 1000:03d} {cached[2]}"
 
 
 def _dur(v: float) -> str:

@@ -384,6 +384,16 @@ def test_record_time_past_year_9999_is_shown_not_a_traceback(tmp_path: Path) -> 
     assert {line.split("INFO", 1)[1] for line in out} == {out[0].split("INFO", 1)[1]}
 
 
+@pytest.mark.parametrize("millis", ["000", "099", "100", "123", "500", "999"])
+def test_line_shows_the_records_milliseconds(millis: str) -> None:
+    """A json_logs or compact record's ".123" is a float just below or above it: shown as written."""
+    stamp = f"2025-06-15T12:30:00.{millis}"
+    record = {"timestamp": stamp, "level": "INFO", "model": "m", "provider": "p", "latency_ms": 5}
+    event = Parser().parse(json.dumps(record).encode())
+    assert event is not None
+    assert render(format_event(event)).startswith(stamp.replace("T", " ") + " ")
+
+
 def test_line_colours_and_no_color() -> None:
     parser = Parser()
     failure = parser.parse(REQUESTS.read_bytes().splitlines()[19])
