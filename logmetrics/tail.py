@@ -220,7 +220,7 @@ def _older_than(path: str, end: int | None, when: float, parser: Parser, max_lin
         return 0
     for offset, line in read_back(path, end, max_line):
         r = None if line is None else parser.parse(line)
-        if isinstance(r, (RequestEvent, LogEvent)) and r.time is not None and r.time < when:
+        if isinstance(r, (RequestEvent, LogEvent)) and r.time and r.time < when:  # 0: no time given
             return offset  # that record is read again, and left out by --since
     return None
 

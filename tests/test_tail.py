@@ -264,6 +264,18 @@ def test_since_with_all_starts_near_the_end(tmp_path: Path, monkeypatch: pytest.
         assert sum(read) < 1 << 20
 
 
+def test_since_with_all_looks_past_a_record_without_time(tmp_path: Path) -> None:
+    """A record that gives no time (a compact record without timestamp, a hook record without
+    `time`: time 0) is not where reading may start: the records before it are as new."""
+    lines = REQUESTS.read_bytes().splitlines(keepends=True)
+    timeless = b'{"level": "INFO", "model": "timeless", "provider": "p", "latency_ms": 5}\n'
+    log = tmp_path / "r.log"
+    log.write_bytes(b"".join(lines[:20]) + timeless + b"".join(lines[20:]))
+    since = SRC[10]["time"]
+    got = run("-n", "all", "--since", iso(since), str(log))
+    assert len(got) == sum(1 for s in SRC if s["time"] >= since) == 21
+
+
 @pytest.mark.parametrize("cut", [0, 5, 12, 30])
 def test_since_across_rotated_files(tmp_path: Path, cut: int) -> None:
     lines = REQUESTS.read_bytes().splitlines(keepends=True)
