@@ -80,7 +80,7 @@ def epoch(value: str | float | int | None) -> float | None:
         text = value.strip()
         try:
             if not text.isdigit():
-                return checked_time(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+                return checked_time(_iso(text).timestamp())
             value = float(text)  # as float(int(text)) rounds it, and 400 nines are inf, not an OverflowError
         except (ValueError, OverflowError):
             raise InvalidTime(value) from None
@@ -93,6 +93,32 @@ def epoch(value: str | float | int | None) -> float | None:
     if number > 1e11:
         return checked_time(number / 1e3)
     return checked_time(number)
+
+
+# ISO 8601 as logs write it, in the parts Python 3.10's datetime.fromisoformat() refuses (3.11
+# takes most): a fraction of other than 3 or 6 digits (Go writes up to 9) or after a comma, a zone
+# "Z", "z", "+0530" or "+05", a lower-case "t"
+_ISO = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}(?::\d{2})?)(?:[.,](\d+))?([Zz]|[+-]\d{2}(?::?\d{2})?)?",
+                  re.ASCII)
+
+
+def _iso(text: str) -> datetime:
+    """`datetime.fromisoformat(text)`, with the forms above on every Python (fraction cut to the
+    microsecond, as 3.11 does)."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        m = _ISO.fullmatch(text)
+        if m is None:
+            raise
+    day, clock, fraction, zone = m.groups()
+    if fraction:
+        clock += "." + fraction[:6].ljust(6, "0")
+    if zone in ("Z", "z"):
+        zone = "+00:00"
+    elif zone:
+        zone = zone[:3] + ":" + (zone[-2:] if len(zone) > 3 else "00")
+    return datetime.fromisoformat(f"{day}T{clock}{zone or ''}")
 
 
 def level_name(level: str | None) -> str:

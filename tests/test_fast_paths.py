@@ -75,6 +75,30 @@ def test_compact_time_other_forms(text: str | float | None) -> None:
     assert got == want
 
 
+ISO_FORMS = [  # (as logs write it, the same moment as Python 3.10's fromisoformat reads it)
+    ("2025-01-01T00:00:00.1Z", "2025-01-01T00:00:00.100000+00:00"),
+    ("2025-01-01T00:00:00.1234567Z", "2025-01-01T00:00:00.123456+00:00"),  # .NET: 7 digits
+    ("2025-01-01T00:00:00.123456789Z", "2025-01-01T00:00:00.123456+00:00"),  # Go: up to 9
+    ("2025-01-01t00:00:00.5z", "2025-01-01T00:00:00.500000+00:00"),  # RFC 3339 allows lower case
+    ("2025-01-01T05:30:00,25+0530", "2025-01-01T05:30:00.250000+05:30"),  # strftime's %z
+    ("2025-01-01T05:00:00+05", "2025-01-01T05:00:00+05:00"),
+    ("2025-01-01 00:00:00,1", "2025-01-01T00:00:00.100000"),  # no zone: local time
+]
+
+
+@pytest.mark.parametrize(("text", "same"), ISO_FORMS, ids=[t for t, _ in ISO_FORMS])
+def test_epoch_reads_iso_forms_on_every_python(text: str, same: str) -> None:
+    assert epoch(text) == datetime.fromisoformat(same).timestamp()
+    assert Parser()._compact_time(text) == epoch(text)
+
+
+@pytest.mark.parametrize("text", ["2025-01-01T00:00:00+053", "2025-01-01T00:00:00+05:3", "2025-01-01T00:00:00 UTC",
+                                  "2025-01-01T25:00:00Z", "2025-01-01T00:00:00.x"])
+def test_epoch_refuses_what_is_not_iso(text: str) -> None:
+    with pytest.raises(ValueError):
+        epoch(text)
+
+
 def test_slot_cache_matches_a_fresh_lookup(tmp_path: object) -> None:
     """Replacing `acc`/`models` (as a state load does) drops the cache; the result matches."""
     from pathlib import Path
