@@ -8,6 +8,7 @@ after leaving out the serve-only families and `_created` samples.
 from __future__ import annotations
 
 import functools
+import http.client
 import json
 import os
 import random
@@ -281,7 +282,7 @@ class Scraper(threading.Thread):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
                     text = r.read().decode()
-            except OSError:
+            except (OSError, http.client.HTTPException):  # kill -9 mid-response: IncompleteRead
                 self.done.wait(0.01)
                 continue
             self.scrapes += 1
