@@ -295,10 +295,7 @@ def _when(t: float | None) -> str:
     second, micros = divmod(round(t * 1e6), 1_000_000)
     cached = _SECOND[0]
     if cached[0] != second:
-        try:
-            local = datetime.fromtimestamp(second).astimezone()
-        except (OverflowError, OSError, ValueError):  # past year 9999: a record's time is what it writes
-            return f"epoch {t:.6g}".ljust(27)
+        local = datetime.fromtimestamp(second).astimezone()
         cached = _SECOND[0] = (second, local.strftime("%Y-%m-%d %H:%M:%S."), local.tzname() or "")
     return f"{cached[1]}{micros // 1000:03d} {cached[2]}"
 

@@ -375,27 +375,6 @@ def test_line_fields() -> None:
     assert "mock" not in f  # the error message is for --grep, not shown
 
 
-def test_record_time_past_year_9999_is_shown_not_a_traceback(tmp_path: Path) -> None:
-    """A record whose `time` a local datetime cannot hold (a corrupt or foreign writer) raised
-    OverflowError/ValueError in the line formatter: a traceback, and following stopped."""
-    good = REQUESTS.read_text().splitlines()[0]
-    record = json.loads(good)
-    lines = [good]
-    for t in (1e20, 1e15, 253402300800):
-        record["time"] = t
-        lines.append(json.dumps(record))
-    lines.append(good)
-    log = tmp_path / "requests.log"
-    log.write_text("\n".join(lines) + "\n")
-    done = subprocess.run([sys.executable, "-m", "logmetrics", "tail", "--no-follow", "-n", "all", str(log)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, env={**os.environ, "TZ": "UTC"})
-    assert done.returncode == 0 and done.stderr == "", done.stderr
-    out = done.stdout.splitlines()
-    assert len(out) == 5 and out[0] == out[4] and out[0].startswith("2026-")
-    assert [line.split()[0] for line in out[1:4]] == ["epoch", "epoch", "epoch"]
-    assert {line.split("INFO", 1)[1] for line in out} == {out[0].split("INFO", 1)[1]}
-
-
 @pytest.mark.parametrize("millis", ["000", "099", "100", "123", "500", "999"])
 def test_line_shows_the_records_milliseconds(millis: str) -> None:
     """A json_logs or compact record's ".123" is a float just below or above it: shown as written."""
