@@ -159,13 +159,21 @@ class OpenMetricsBackfill:
         self.next_time: float | None = None
 
     def observe_time(self, agg: Aggregator, t: float) -> None:
-        """Call with each record's time (in order): writes a snapshot per step boundary passed."""
+        """Call with each record's time (in order), before the record is added: at the first step
+        boundary passed, a snapshot of what came before it; after a quiet gap, a second snapshot of
+        the same values at the start of the record's own step, as a scrape there would have seen
+        them. Without it the record's step has no earlier sample to count from (the previous one
+        is the gap's start, beyond rate()'s window): rate() and increase() lose requests that come
+        after a quiet spell."""
         if self.next_time is None:
             self.next_time = (t // self.step + 1) * self.step
             return
         if t >= self.next_time:
             self.snapshot(agg, self.next_time)
-            self.next_time = (t // self.step + 1) * self.step
+            current = t // self.step * self.step
+            if current > self.next_time:
+                self.snapshot(agg, current)
+            self.next_time = current + self.step
 
     def snapshot(self, agg: Aggregator, at: float) -> None:
         """Every sample of the OpenMetrics exposition, stamped `at`, onto its family's spool; read

@@ -77,3 +77,36 @@ def test_promtool_rejects_what_it_should(tmp_path: Path) -> None:
     bad.write_text(openmetrics(tmp_path).read_text().replace("# EOF\n", ""))
     done = promtool("tsdb", "create-blocks-from", "openmetrics", bad, tmp_path / "d")
     assert done.returncode != 0
+
+
+def test_requests_after_a_quiet_spell_show_in_rate_and_increase(tmp_path: Path) -> None:
+    """A request that follows half an hour without traffic is counted by increase() over a window
+    around it, as a scrape of `serve` would have counted it. The backfill used to write only one
+    sample per boundary passed: the one before that request was half an hour old, outside the
+    window, so increase() over the next 5 minutes said nothing had happened."""
+    records = [json.loads(line) for line in (SAMPLES / "requests-runA.jsonl").read_text().splitlines()]
+    success = next(r for r in records if r["hook"] == "success")
+    base = 1_795_000_020.0  # a boundary of the 60 s step
+    times = [base + 5 + i for i in range(5)] + [base + 1805.0, base + 3605.0]  # a burst, then one each half hour
+    lines = []
+    for t in times:
+        r = json.loads(json.dumps(success))
+        shift, r["time"] = t - r["time"], t
+        for key in ("startTime", "endTime", "completionStartTime"):
+            r["payload"][key] += shift
+        lines.append(json.dumps(r))
+    log = tmp_path / "requests.log"
+    log.write_text("\n".join(lines) + "\n")
+    om = tmp_path / "history.om"
+    proc = subprocess.run([sys.executable, "-m", "logmetrics", "replay", str(log), "--openmetrics-out", str(om),
+                           "--json"], capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    data = tmp_path / "data"
+    backfill(om, data)
+    expr = "sum(increase(litellm_proxy_total_requests_metric_total[5m]))"
+    with prometheus_running(tmp_path / "prom", data_dir=data, retention="100y") as prom:
+        for t in (base + 1805.0, base + 3605.0):  # each lone request, seen from the end of its step
+            got = prom.value(expr, at=t - 5 + 60)
+            assert got is not None and 0.9 <= got <= 2.0, (t, got)  # 1, extrapolated by Prometheus
+        # the last request, from the end: the total so far
+        assert prom.value("sum(litellm_proxy_total_requests_metric_total)", at=base + 3660) == float(len(times))
