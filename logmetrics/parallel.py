@@ -20,12 +20,12 @@ import pickle
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from logmetrics.aggregate import Aggregator
 from logmetrics.errors import LogmetricsError
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 MIN_PART_BYTES = 16 << 20  # less is not worth a process
 ACC_CHUNK = 256  # accumulators per pickle from a worker
 PROGRESS_LINES = 16_384
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -152,13 +153,14 @@ def plan(files: list[str], jobs: int) -> list[Part] | None:
     return parts if len(parts) > 1 else None
 
 
-def feed(lines: Iterator[bytes], ingest: Ingest, report: Callable[[], None] | None) -> None:
-    """Lines into `ingest`, calling `report` every PROGRESS_LINES lines."""
+def feed(items: Iterator[T], consume: Callable[[Iterable[T]], None], report: Callable[[], None] | None) -> None:
+    """Lines (or parsed lines) into `consume` (`Ingest.lines`, `Ingest.results`), calling `report`
+    every PROGRESS_LINES of them."""
     if report is None:
-        ingest.lines(lines)
+        consume(items)
         return
-    while (first := next(lines, None)) is not None:
-        ingest.lines(chain((first,), islice(lines, PROGRESS_LINES - 1)))
+    while (first := next(items, None)) is not None:
+        consume(chain((first,), islice(items, PROGRESS_LINES - 1)))
         report()
 
 
@@ -223,7 +225,7 @@ def _read_part(part: Part, settings: Settings, shared: Any) -> tuple[Aggregator,
             shared[1] += agg.records - reported[1]
         reported[:] = [stats.bytes_read, agg.records]
 
-    feed(part_lines(part, stats, settings.max_line_bytes), ingest, report)
+    feed(part_lines(part, stats, settings.max_line_bytes), ingest.lines, report)
     report()
     agg.drop_caches()
     return agg, stats
@@ -350,7 +352,7 @@ def _read_here(part: Part, ingest: Ingest, stats: ReadStats, unreadable: set[str
                report: Callable[[ReadStats], None] | None) -> None:
     """Read `part` into `ingest` in this process, adding its read stats to `stats`."""
     read = ReadStats()
-    feed(part_lines(part, read, ingest.parser.max_line_bytes), ingest,
+    feed(part_lines(part, read, ingest.parser.max_line_bytes), ingest.lines,
          None if report is None else lambda: report(read))
     _add(stats, read, part, unreadable)
 

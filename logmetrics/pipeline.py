@@ -6,8 +6,12 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterable
+import heapq
+import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Literal
 
 from logmetrics.aggregate import Aggregator
@@ -15,7 +19,7 @@ from logmetrics.events import EventKind, LogEvent, ParseResult, RequestEvent, Sk
 from logmetrics.export import OpenMetricsBackfill
 from logmetrics.parallel import feed, plan, replay_parts
 from logmetrics.parse import LEVELS, Parser
-from logmetrics.sources.archive import ReadStats, expand, plain_size, read_lines
+from logmetrics.sources.archive import ReadStats, expand, plain_size, read_lines, rotation_key
 
 _FILTERED = Skip(SkipReason.FILTERED)
 _RANK = {name: i for i, name in enumerate(LEVELS)}
@@ -84,13 +88,17 @@ class Ingest:
 
     def lines(self, lines: Iterable[bytes]) -> None:
         parse, add, backfill = self.parser.parse, self.agg.add, self.backfill
-        filters = self.filters if self.filters else None
-        if filters is None and backfill is None:  # the common case: nothing between parse and add
+        if not self.filters and backfill is None:  # the common case: nothing between parse and add
             for line in lines:
                 add(parse(line))  # add(None) (a blank line) does nothing
             return
-        for line in lines:
-            r: ParseResult | None = parse(line)
+        self.results(map(parse, lines))
+
+    def results(self, results: Iterable[ParseResult | None]) -> None:
+        """Parsed lines into the aggregator, through the filters and the backfill."""
+        add, backfill = self.agg.add, self.backfill
+        filters = self.filters if self.filters else None
+        for r in results:
             if r is None:
                 continue
             if filters is not None and not isinstance(r, Skip) and not filters.keep(r):
@@ -115,9 +123,12 @@ def replay(paths: list[str], ingest: Ingest, progress: Progress | None = None, j
         stats = replay_parts(parts, ingest, jobs, progress, total)
     else:
         stats = ReadStats()
-        lines = read_lines(files, stats, ingest.parser.max_line_bytes)
         report = None if progress is None else lambda: progress(stats, total, ingest.agg.records)
-        feed(lines, ingest, report)
+        sets = [list(group) for _, group in groupby(files, key=lambda path: rotation_key(path)[0])]
+        if ingest.backfill is not None and len(sets) > 1:
+            feed(_by_time(sets, stats, ingest.parser), ingest.results, report)
+        else:
+            feed(read_lines(files, stats, ingest.parser.max_line_bytes), ingest.lines, report)
     ingest.agg.skip(SkipReason.TOO_LONG, stats.too_long)
     ingest.agg.skip(SkipReason.UNREADABLE, stats.unreadable)
     ingest.parser.drop_caches()  # everything is read: leave the memory to the exposition
@@ -125,6 +136,23 @@ def replay(paths: list[str], ingest: Ingest, progress: Progress | None = None, j
     if ingest.backfill is not None:
         ingest.backfill.close(ingest.agg)
     return stats
+
+
+def _by_time(sets: list[list[str]], stats: ReadStats, parser: Parser) -> Iterator[ParseResult | None]:
+    """Rotated sets (several hosts' logs, say), each in time order, read side by side as one stream
+    in record-time order: a backfill stamps a record at the step it happened in, and snapshots only
+    go forward, so reading one host's days after the other's would stamp all of the second at the
+    end. A line without a time stays after the line before it in its set."""
+
+    def timed(files: list[str]) -> Iterator[tuple[float, ParseResult | None]]:
+        last = -math.inf
+        for line in read_lines(files, stats, parser.max_line_bytes):
+            r = parser.parse(line)
+            if r is not None and not isinstance(r, Skip) and r.time:
+                last = r.time
+            yield last, r
+
+    return (r for _, r in heapq.merge(*map(timed, sets), key=itemgetter(0)))
 
 
 def _plain_size(files: list[str]) -> int:

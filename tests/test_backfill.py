@@ -79,15 +79,10 @@ def test_promtool_rejects_what_it_should(tmp_path: Path) -> None:
     assert done.returncode != 0
 
 
-def test_requests_after_a_quiet_spell_show_in_rate_and_increase(tmp_path: Path) -> None:
-    """A request that follows half an hour without traffic is counted by increase() over a window
-    around it, as a scrape of `serve` would have counted it. The backfill used to write only one
-    sample per boundary passed: the one before that request was half an hour old, outside the
-    window, so increase() over the next 5 minutes said nothing had happened."""
+def shifted_log(path: Path, times: list[float]) -> Path:
+    """The capture's first success, once at each of `times` (its own times moved along)."""
     records = [json.loads(line) for line in (SAMPLES / "requests-runA.jsonl").read_text().splitlines()]
     success = next(r for r in records if r["hook"] == "success")
-    base = 1_795_000_020.0  # a boundary of the 60 s step
-    times = [base + 5 + i for i in range(5)] + [base + 1805.0, base + 3605.0]  # a burst, then one each half hour
     lines = []
     for t in times:
         r = json.loads(json.dumps(success))
@@ -95,8 +90,37 @@ def test_requests_after_a_quiet_spell_show_in_rate_and_increase(tmp_path: Path) 
         for key in ("startTime", "endTime", "completionStartTime"):
             r["payload"][key] += shift
         lines.append(json.dumps(r))
-    log = tmp_path / "requests.log"
-    log.write_text("\n".join(lines) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_two_hosts_logs_are_stamped_at_their_own_times(tmp_path: Path) -> None:
+    """`replay host-a/requests.log host-b/requests.log --openmetrics-out`: each request lands at its
+    own time. The files used to be read one after the other, and snapshots only go forward, so all of
+    host b's requests were stamped at the end of host a's last step."""
+    base = 1_795_000_020.0
+    a = shifted_log(tmp_path / "host-a" / "requests.log", [base + 5, base + 3605, base + 7205])
+    b = shifted_log(tmp_path / "host-b" / "requests.log", [base + 1805, base + 5405, base + 9005])
+    om = tmp_path / "history.om"
+    proc = subprocess.run([sys.executable, "-m", "logmetrics", "replay", str(a), str(b), "--openmetrics-out",
+                           str(om), "--json"], capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    data = tmp_path / "data"
+    backfill(om, data)
+    with prometheus_running(tmp_path / "prom", data_dir=data, retention="100y") as prom:
+        for n, t in enumerate(sorted([base + 5, base + 3605, base + 7205, base + 1805, base + 5405, base + 9005])):
+            assert prom.value("sum(litellm_proxy_total_requests_metric_total)", at=t - 5 + 60) == n + 1, t
+
+
+def test_requests_after_a_quiet_spell_show_in_rate_and_increase(tmp_path: Path) -> None:
+    """A request that follows half an hour without traffic is counted by increase() over a window
+    around it, as a scrape of `serve` would have counted it. The backfill used to write only one
+    sample per boundary passed: the one before that request was half an hour old, outside the
+    window, so increase() over the next 5 minutes said nothing had happened."""
+    base = 1_795_000_020.0  # a boundary of the 60 s step
+    times = [base + 5 + i for i in range(5)] + [base + 1805.0, base + 3605.0]  # a burst, then one each half hour
+    log = shifted_log(tmp_path / "requests.log", times)
     om = tmp_path / "history.om"
     proc = subprocess.run([sys.executable, "-m", "logmetrics", "replay", str(log), "--openmetrics-out", str(om),
                            "--json"], capture_output=True)
