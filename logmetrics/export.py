@@ -189,7 +189,9 @@ class OpenMetricsBackfill:
                 samples.clear()
 
         for chunk in text_chunks(agg, om=True):
-            for line in chunk.decode().splitlines():
+            # chunks are whole lines; not splitlines(): a label value may hold a raw \r or U+2028
+            # (end_user is exposed unsanitised, as LiteLLM does), which is no line end here
+            for line in chunk.decode().split("\n")[:-1]:
                 if not line.startswith("#"):
                     samples.append(line + stamp)
                     continue

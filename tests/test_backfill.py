@@ -134,3 +134,28 @@ def test_requests_after_a_quiet_spell_show_in_rate_and_increase(tmp_path: Path) 
             assert got is not None and 0.9 <= got <= 2.0, (t, got)  # 1, extrapolated by Prometheus
         # the last request, from the end: the total so far
         assert prom.value("sum(litellm_proxy_total_requests_metric_total)", at=base + 3660) == float(len(times))
+
+
+def test_label_values_with_carriage_returns_and_line_separators(tmp_path: Path) -> None:
+    """LiteLLM exposes `end_user` unsanitised, so a raw CR or U+2028 can sit in a label value (the text
+    formats only escape LF). The backfill cut its snapshot into lines with str.splitlines(), which
+    also splits there: the timestamp landed mid-value and promtool refused the whole file."""
+    base = 1_795_000_020.0
+    log = shifted_log(tmp_path / "requests.log", [base + 5, base + 65, base + 125])
+    users = ["cr\rhere", "sep\u2028here", 'ünï "q" \\ 模型']
+    lines = []
+    for line, user in zip(log.read_text().splitlines(), users, strict=True):
+        r = json.loads(line)
+        r["payload"]["end_user"] = r["facts"]["end_user"] = user
+        lines.append(json.dumps(r))
+    log.write_text("\n".join(lines) + "\n")
+    om = tmp_path / "history.om"
+    proc = subprocess.run([sys.executable, "-m", "logmetrics", "replay", str(log), "--openmetrics-out", str(om),
+                           "--json"], capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    data = tmp_path / "data"
+    backfill(om, data)
+    with prometheus_running(tmp_path / "prom", data_dir=data, retention="100y") as prom:
+        got = {s.labels["end_user"]: s.value for s in
+               prom.query("sum by (end_user) (litellm_proxy_total_requests_metric_total)", at=base + 180)}
+        assert got == dict.fromkeys(users, 1.0)
