@@ -56,7 +56,7 @@ def test_ranges_hold_exactly_the_files_lines(tmp_path: Path, seed: int) -> None:
     want = list(read_lines([str(path)], whole, 100))
     for n in (2, 3, 7, 50):
         cuts = line_starts(str(path), len(data), n)
-        assert cuts == sorted(set(cuts)) and all(data[c - 1:c] == b"\n" for c in cuts)
+        assert cuts == sorted(set(cuts)) and all(data[c - 1:c] in (b"\n", b"\0") for c in cuts)
         got: list[bytes] = []
         parts = ReadStats()
         bounds: list[int | None] = [0, *cuts, None]
@@ -64,6 +64,27 @@ def test_ranges_hold_exactly_the_files_lines(tmp_path: Path, seed: int) -> None:
             got.extend(read_range(str(path), start or 0, end, parts, 100))
         assert got == want
         assert (parts.too_long, parts.bytes_read) == (whole.too_long, whole.bytes_read)
+
+
+def test_a_hole_is_cut_where_it_is(tmp_path: Path) -> None:
+    """A sparse file (copytruncate under a writer without O_APPEND leaves a hole before the next
+    line): the cut search in the hole stops at its first zero. It read the zeros up to the next
+    newline, 5 GB of them for a 10 GB hole (16 s; the part after the cut then skips them)."""
+    path = tmp_path / "sparse.log"
+    line = b'{"model": "m", "latency_ms": 5}\n'
+    with open(path, "wb") as f:
+        f.write(line)
+        f.truncate(10 << 30)
+        f.seek(10 << 30)
+        f.write(line)
+    size = path.stat().st_size
+    assert line_starts(str(path), size, 2) == [size // 2]
+    for n in (2, 3):
+        cuts = line_starts(str(path), size, n)
+        bounds: list[int | None] = [0, *cuts, None]
+        got = [x for s, e in zip(bounds, bounds[1:], strict=False)
+               for x in read_range(str(path), s or 0, e, ReadStats(), 100)]
+        assert got == [line[:-1], line[:-1]]
 
 
 def test_a_file_without_newlines_is_one_range(tmp_path: Path) -> None:

@@ -211,7 +211,7 @@ def _journal_lines(path: str, stats: ReadStats, max_line_bytes: int) -> Iterator
 
 def read_range(path: str, start: int, end: int | None, stats: ReadStats, max_line_bytes: int) -> Iterator[bytes]:
     """`read_lines([path])` of the lines of a plain file that start in [start, end) (end None: to
-    the end), `start` being 0 or a position right after a b"\n" (`line_starts`). The lines of the
+    the end), `start` being 0 or a position right after a b"\n" or a NUL (`line_starts`). The lines of the
     ranges of a file, in order, are the lines of the file."""
     try:
         with open(path, "rb", buffering=0) as raw:
@@ -222,7 +222,9 @@ def read_range(path: str, start: int, end: int | None, stats: ReadStats, max_lin
 
 def line_starts(path: str, size: int, n: int) -> list[int]:
     """Up to n - 1 positions that cut a plain file of `size` bytes into about n ranges, each right
-    after a b"\n" (so the ranges hold whole lines), ascending."""
+    after a b"\n" or a NUL (both end a line: `_split`), so the ranges hold whole lines; ascending.
+    A cut in a hole (a sparse file's zeros: copytruncate under a writer without O_APPEND) is found
+    in the first block read there, not after reading the zeros to the hole's end."""
     cuts: list[int] = []
     with open(path, "rb", buffering=0) as f:
         for k in range(1, n):
@@ -230,6 +232,9 @@ def line_starts(path: str, size: int, n: int) -> list[int]:
             while pos < size:
                 block = os.pread(f.fileno(), 1 << 16, pos - 1)
                 found = block.find(b"\n")
+                nul = block.find(b"\0", 0, found if found >= 0 else len(block))
+                if nul >= 0:
+                    found = nul
                 if found >= 0 or not block:
                     pos = pos + found if found >= 0 else size
                     break
