@@ -13,7 +13,7 @@ failure of a deployment call, an error response to the client) to the file named
 This module runs inside LiteLLM's Python: it imports only the standard library and litellm, and
 every use of a LiteLLM internal is guarded so that another LiteLLM version degrades to fewer or
 approximate facts, never to an exception. Nothing it does raises into LiteLLM: a failed write is
-counted (`proxy_handler_instance.write_errors`) and reported once through `logging`.
+counted (`proxy_handler_instance.write_errors`) and reported through `logging` once per outage.
 
 Privacy: prompts, completions, request/response headers, tracebacks, LiteLLM's pricing entry
 (`model_map_information`) and raw keys are left out. `LOGMETRICS_LOG_CONTENT=1` keeps the
@@ -93,7 +93,9 @@ class RecordWriter:
 
     Reopens the path when it names another file than the open descriptor (logrotate's
     rename-and-create, or a deleted file), checked at most once per `check_interval` seconds.
-    Never raises: errors are counted and the first one is logged once.
+    Never raises: errors are counted; the first one of an outage is logged, and so is the end of
+    the outage. A write that failed part way (disk full) leaves the file mid-line: the next line
+    written after any error starts with a newline, so that it does not join the torn one.
     """
 
     def __init__(self, path: str, check_interval: float = REOPEN_CHECK_INTERVAL) -> None:
@@ -105,6 +107,7 @@ class RecordWriter:
         self._ino: tuple[int, int] | None = None
         self._next_check = 0.0
         self._reported = False
+        self._lost = 0  # lines not written since the last success
         self._lock = threading.Lock()
 
     def _open(self) -> None:
@@ -149,16 +152,14 @@ class RecordWriter:
                     self._open()
                     self._next_check = time.monotonic() + self.check_interval
                 assert self._fd is not None
-                n = os.write(self._fd, line)
-                if n != len(line):  # a short write on a regular file: disk full; finish the line
-                    rest = memoryview(line)[n:]
-                    while rest:
-                        k = os.write(self._fd, rest)
-                        rest = rest[k:]
-                self.lines_written += 1
-                return True
+                if self._lost:  # a failed write may have left part of a line: end it first
+                    line = b"\n" + line
+                rest = memoryview(line)
+                while rest:  # one write, unless it is short (disk full): then finish the line
+                    rest = rest[os.write(self._fd, rest) :]
             except Exception as e:  # noqa: BLE001 - never raise into LiteLLM
                 self.write_errors += 1
+                self._lost += 1
                 self._close()
                 if not self._reported:
                     self._reported = True
@@ -170,6 +171,11 @@ class RecordWriter:
                         e,
                     )
                 return False
+            self.lines_written += 1
+            if self._lost:
+                _log.warning("logmetrics: writing request records to %s again (%d records lost)", self.path, self._lost)
+                self._lost, self._reported = 0, False
+            return True
 
     def close(self) -> None:
         with self._lock:

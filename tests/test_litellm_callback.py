@@ -247,8 +247,44 @@ def test_closed_descriptor_is_counted_then_reopened(tmp_path: Path) -> None:
     assert w.write_line(b'{"n":2}\n') is False
     assert w.write_errors == 1
     assert w.write_line(b'{"n":3}\n')  # the next write opens the path again
-    assert log.read_bytes() == b'{"n":1}\n{"n":3}\n'
+    assert log.read_bytes() == b'{"n":1}\n\n{"n":3}\n'  # after an error, a newline first (a blank line)
     w.close()
+
+
+def test_disk_full_mid_line_loses_only_that_line(tmp_path: Path) -> None:
+    """A write cut short by a full disk (here the kernel's file size limit, which cuts a write the
+    same way) leaves the file mid-line. Once there is room again the next record must not join that
+    torn line (it would be lost with it); the outage is logged once, its end once with the count
+    lost, and a second outage is logged again."""
+    log = tmp_path / "requests.log"
+    code = (
+        "import logging, resource, signal, sys\n"
+        "logging.basicConfig(format='%(levelname)s %(message)s')\n"
+        "from logmetrics.litellm_callback import RecordWriter\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "w = RecordWriter(sys.argv[1])\n"
+        'line = lambda n: b\'{"n":%d,"pad":"%s"}\\n\' % (n, b\'x\' * 3000)\n'
+        "limit = lambda n: resource.setrlimit(resource.RLIMIT_FSIZE, (n, resource.RLIM_INFINITY))\n"
+        "limit(8000)\n"  # room for two lines and part of a third
+        "print([w.write_line(line(n)) for n in range(4)])\n"
+        "limit(resource.RLIM_INFINITY)\n"  # space again
+        "print([w.write_line(line(n)) for n in range(4, 6)])\n"
+        "limit(w.lines_written)\n"  # full again at once: a second outage
+        "print([w.write_line(line(6))])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(log)], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:3] == ["[True, True, False, False]", "[True, True]", "[False]"]
+    numbers, torn = [], 0
+    for raw in log.read_bytes().splitlines():
+        if raw.strip():
+            try:
+                numbers.append(json.loads(raw)["n"])
+            except ValueError:
+                torn += 1
+    assert numbers == [0, 1, 4, 5] and torn == 1
+    assert r.stderr.count("cannot write request records") == 2, r.stderr
+    assert r.stderr.count("writing request records to " + str(log) + " again (2 records lost)") == 1, r.stderr
 
 
 def test_closed_stdout_never_raises() -> None:
