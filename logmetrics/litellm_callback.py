@@ -117,7 +117,12 @@ class RecordWriter:
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        # O_NONBLOCK: a FIFO at the path without a reader fails (ENXIO) instead of blocking the proxy
+        nonblock = getattr(os, "O_NONBLOCK", 0)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | nonblock | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(self.path, flags, 0o600)
+        if nonblock:
+            os.set_blocking(fd, True)  # then whole writes, as on standard output
         st = os.fstat(fd)
         self._fd, self._ino = fd, (st.st_dev, st.st_ino)
 

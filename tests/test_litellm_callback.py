@@ -287,6 +287,29 @@ def test_disk_full_mid_line_loses_only_that_line(tmp_path: Path) -> None:
     assert r.stderr.count("writing request records to " + str(log) + " again (2 records lost)") == 1, r.stderr
 
 
+def test_fifo_without_a_reader_never_blocks(tmp_path: Path) -> None:
+    """A FIFO at the log path that nobody reads: the write fails at once (counted) instead of blocking
+    in open(), which inside LiteLLM stalls the proxy's event loop; once a reader has it open, records
+    flow."""
+    fifo = tmp_path / "requests.log"
+    os.mkfifo(fifo)
+    w = cb.RecordWriter(str(fifo))
+    results: list[bool] = []
+    t = threading.Thread(target=lambda: results.append(w.write_line(b'{"n":1}\n')), daemon=True)
+    t.start()
+    t.join(10)
+    blocked = t.is_alive()
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader (it also frees a writer stuck in open)
+    try:
+        t.join(10)
+        assert not blocked and results == [False] and w.write_errors == 1
+        assert w.write_line(b'{"n":2}\n')
+        assert os.read(reader, 100) == b'\n{"n":2}\n'
+    finally:
+        os.close(reader)
+        w.close()
+
+
 def test_closed_stdout_never_raises() -> None:
     code = (
         "import asyncio, os\n"

@@ -197,13 +197,20 @@ def test_litellm_1_79_3_callback_records(tmp_path: Path) -> None:
     assert total == info["sent"]
 
 
-def test_unwritable_log_never_breaks_the_proxy(tmp_path: Path) -> None:
-    """A log path that cannot be created: requests are served as usual, LiteLLM's own exporter still
-    counts them, and the callback reports the problem once in the proxy's output."""
+@pytest.mark.parametrize("where", ["parent-is-a-file", "fifo-without-reader"])
+def test_unwritable_log_never_breaks_the_proxy(tmp_path: Path, where: str) -> None:
+    """A log path that cannot be created, or a FIFO nobody reads (opening it for writing blocked the
+    proxy's event loop: every later request hung): requests are served as usual, LiteLLM's own
+    exporter still counts them, and the callback reports the problem once in the proxy's output."""
     venv = venv_for("1.109.1")
-    blocker = tmp_path / "not-a-dir"
-    blocker.write_text("")
-    proxy = capture_mod.Proxy(venv, TESTS / "litellm" / "config.yaml", tmp_path, blocker / "requests.log")
+    if where == "fifo-without-reader":
+        log = tmp_path / "requests.log"
+        os.mkfifo(log)
+    else:
+        blocker = tmp_path / "not-a-dir"
+        blocker.write_text("")
+        log = blocker / "requests.log"
+    proxy = capture_mod.Proxy(venv, TESTS / "litellm" / "config.yaml", tmp_path, log)
     try:
         proxy.start()
         statuses = []
