@@ -300,10 +300,15 @@ def replay_parts(
                 sender.close()
                 running[j] = (worker, receiver)
 
+    shown = [0, 0]  # bytes, records: the most reported so far
+
     def report(read: ReadStats) -> None:  # the parts merged, the one read here so far, the workers' so far
         if progress is not None:
-            progress(ReadStats(bytes_read=stats.bytes_read + read.bytes_read + shared[0]), total,
-                     agg.records + shared[1])
+            # never back: when workers' parts are read again here (below), what they had read is
+            # dropped, and the count holds until the reading here passes it
+            shown[0] = max(shown[0], stats.bytes_read + read.bytes_read + shared[0])
+            shown[1] = max(shown[1], agg.records + shared[1])
+            progress(ReadStats(bytes_read=shown[0]), total, shown[1])
 
     here = report if progress is not None else None
     rest = len(parts)

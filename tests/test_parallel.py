@@ -141,11 +141,14 @@ def test_filters_apply_in_workers(inputs: list[str], monkeypatch: pytest.MonkeyP
 
 
 def test_a_part_that_cannot_be_written_is_read_here(inputs: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """A full disk under the scratch directory: the parent reads the workers' parts itself."""
+    """A full disk under the scratch directory: the parent reads the workers' parts itself, and
+    its progress (records so far: `_replay` checks they never go back) does not drop the workers'
+    count when it starts reading their parts again."""
     one, one_stats = _replay(inputs, 1, 10_000)
     monkeypatch.setattr(parallel, "MIN_PART_BYTES", 1 << 16)
 
     def full(*args: object) -> None:
+        time.sleep(0.6)  # the parent waits, reporting the workers' progress (every 0.25 s)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(parallel, "_write_part", full)  # the forked workers inherit it
