@@ -514,7 +514,10 @@ def serve_cmd(
     Example: logmetrics serve ~/litellm/requests.log   (or: --journal litellm --user)
     """
     paths = paths or []
-    if bool(paths) == bool(journal):
+    if not paths and not journal:  # under systemd: no LOGMETRICS_PATH in ~/.config/logmetrics/env
+        raise UsageError("give a log file (or glob, or - for stdin) or --journal UNIT "
+                         "(or set LOGMETRICS_PATH or LOGMETRICS_JOURNAL)")
+    if paths and journal:
         raise UsageError("give a log file (or glob, or - for stdin) or --journal UNIT, not both")
     if STDIN in paths and len(paths) > 1:
         raise UsageError("- (stdin) cannot be combined with files")

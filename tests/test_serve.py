@@ -545,7 +545,8 @@ def test_state_show_reset_and_one_serve_per_state_dir(
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [([], "give a log file"), (["x.log", "--journal", "litellm"], "give a log file"),
+    [([], "or --journal UNIT (or set LOGMETRICS_PATH or LOGMETRICS_JOURNAL)\n"),
+     (["x.log", "--journal", "litellm"], "or --journal UNIT, not both\n"),
      (["-", "x.log"], "cannot be combined"), (["x.log", "--listen", "nowhere"], "--listen 'nowhere'"),
      (["x.log", "--listen", "::1"], "--listen '::1': give HOST:PORT, with an IPv6 address in brackets"),
      (["x.log", "--listen", "[::1]"], "--listen '[::1]': give HOST:PORT"),
