@@ -220,6 +220,8 @@ def replay_cmd(
     """
     if by not in ("model", "deployment"):
         raise UsageError("--by takes model or deployment")
+    if max_series < 1 or max_line < 1:  # as serve: 0 would fold every model into overflow, or skip every line
+        raise UsageError("--max-series and --max-line-bytes must be positive")
     filters = Filters(models=model or [], since=parse_when(since, "--since"), until=parse_when(until, "--until"))
     step_seconds = parse_step(step)
     agg = Aggregator(max_series=max_series, by=by, rates=False)  # a summary: no live rates

@@ -598,6 +598,8 @@ def tail_cmd(
         raise UsageError("--table shows a table: drop --output json")
     if sort not in view.LIVE_SORT_KEYS:
         raise UsageError(f"--sort takes one of: {_SORTS}")
+    if max_line < 1:  # as serve and replay: every line would show as skipped
+        raise UsageError("--max-line-bytes must be positive")
     if not 0 < interval <= MAX_INTERVAL:  # also nan and inf
         raise UsageError(f"--interval takes seconds: more than 0, at most {MAX_INTERVAL:.0f}")
     if journal is not None and paths:

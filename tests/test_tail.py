@@ -627,7 +627,9 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
                  ["-n", "x", str(REQUESTS)], ["--table", "-o", "json", str(REQUESTS)], ["--sort", "colour"],
                  # not a number of seconds: rich's Live raised an AssertionError (a traceback), a pipe got a
                  # snapshot in a busy loop (nan) or nothing at all, exit 0 (inf, 1e300: past the longest wait)
-                 *(["--table", "--interval", v, str(REQUESTS)] for v in ("nan", "inf", "1e300", "-1", "0"))):
+                 *(["--table", "--interval", v, str(REQUESTS)] for v in ("nan", "inf", "1e300", "-1", "0")),
+                 # every line showed as `skipped: too_long`, exit 0 (serve and replay refuse it)
+                 *(["--max-line-bytes", v, str(REQUESTS)] for v in ("0", "-1"))):
         done = subprocess.run([sys.executable, "-m", "logmetrics", "tail", "--no-follow", *args], cwd=ROOT,
                               capture_output=True, text=True, timeout=TIMEOUT)
         assert done.returncode == 2, (args, done.stderr)
