@@ -505,8 +505,9 @@ def serve_cmd(
     journal_dir: Annotated[str | None, typer.Option(
         "--journal-directory", hidden=True, envvar=_env("JOURNAL_DIRECTORY"))] = None,
     web_config: Annotated[Path | None, typer.Option(
-        "--web-config", help="TLS and basic auth for /metrics: a Prometheus exporter-toolkit web config file "
-        "(tls_server_config, basic_auth_users), as node_exporter's --web.config.file reads.",
+        "--web-config", help="TLS and basic auth for /metrics and /healthz: a Prometheus exporter-toolkit web "
+        "config file (tls_server_config, basic_auth_users: needs the bcrypt package), as node_exporter's "
+        "--web.config.file reads.",
         envvar=_env("WEB_CONFIG"), show_default=False)] = None,
 ) -> None:
     """Follow LiteLLM's request log and serve LiteLLM's metrics on /metrics, surviving restarts.
