@@ -6,7 +6,8 @@ Usage: capture.py VENV OUTDIR [--config tests/litellm/config.yaml]
 
 VENV is a virtualenv made by tests/litellm/install.sh. Standard library only. Binds 127.0.0.1 on a
 free port, uses a random master key (never written anywhere), no network (mock deployments,
-LITELLM_LOCAL_MODEL_COST_MAP=True). Waits for conditions, not for time: the proxy's health
+LITELLM_LOCAL_MODEL_COST_MAP=True; the media and provider-cache deployments answer from a fake upstream on
+127.0.0.1, upstream.py). Waits for conditions, not for time: the proxy's health
 endpoint, then until every request sent is counted once in LiteLLM's
 `litellm_proxy_total_requests_metric` and once in the request log.
 """
@@ -30,6 +31,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+import upstream  # noqa: E402 - beside this file, which is also run as a script
 
 
 def free_port() -> int:
@@ -119,8 +122,11 @@ class Proxy:
         env.update(extra_env or {})
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
+        self.upstream: upstream.ThreadingHTTPServer | None = None
 
     def start(self, timeout: float = 120.0) -> None:
+        self.upstream = upstream.start()  # the configs name it as os.environ/LOGMETRICS_TEST_UPSTREAM
+        self.env["LOGMETRICS_TEST_UPSTREAM"] = upstream.url(self.upstream)
         self.stdout = open(self.workdir / "proxy-output.log", "wb")
         litellm = self.venv / "bin" / "litellm"
         self.proc = subprocess.Popen(
@@ -168,6 +174,10 @@ class Proxy:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
+        if self.upstream is not None:
+            self.upstream.shutdown()
+            self.upstream.server_close()
+            self.upstream = None
         if getattr(self, "stdout", None):
             self.stdout.close()
 

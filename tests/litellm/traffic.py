@@ -90,6 +90,17 @@ warmup = [
     chat("gpt-4o-mini", 429, mock_testing_rate_limit_error=True),
     chat("azure-gpt4o", 429, mock_testing_rate_limit_error=True, user="dave"),
     chat("claude-haiku", 429, mock_testing_rate_limit_error=True, stream=True),
+    # provider prompt cache reads and writes, images and video (from the fake upstream)
+    chat("cache-anthropic"),
+    chat("cache-anthropic", user="alice@example.com"),
+    chat("cache-openai"),
+]
+# (path, body): image and video generation
+media = [
+    ("/v1/images/generations", {"model": "image-gen", "prompt": PROMPT, "n": 2}),
+    ("/v1/images/generations", {"model": "image-gen", "prompt": PROMPT, "user": "carol"}),
+    ("/v1/videos", {"model": "video-gen", "prompt": PROMPT, "seconds": "8"}),
+    ("/v1/videos", {"model": "video-gen", "prompt": PROMPT, "seconds": "4"}),
 ]
 
 burst = []
@@ -112,6 +123,7 @@ def send(item: tuple[dict[str, Any], int]) -> dict[str, Any]:
 
 def main() -> int:
     results = [send(x) for x in warmup]
+    results += [req(body, 200, path=path) for path, body in media]
     # an unknown virtual key (no database): a 400 from the proxy, labelled with the key's sha256
     results.append(req(chat("gpt-4o-mini")[0], 400, key="sk-CANARY-UNKNOWN-KEY-5c21"))
     # no credentials at all: a 401, counted by LiteLLM's hook with hashed_api_key "None"
