@@ -28,7 +28,9 @@ from logmetrics.events import (
 )
 from logmetrics.families import DEFAULT_BUCKETS, FAMILIES, LATENCY_BUCKETS, ZERO_COST_REASON, Family
 
-# accumulator slots: counters first, then one histogram per observed duration
+# accumulator slots: counters, then one histogram per observed duration, then the counters added
+# since (appended, so that an accumulator of an older state file is the new one's prefix: see
+# `pad`)
 COUNTERS = (
     "requests", "spend", "total_tokens", "prompt_tokens", "completion_tokens", "cached_tokens",
     "cache_creation_tokens", "audio_input_tokens", "reasoning_tokens", "audio_output_tokens",
@@ -42,13 +44,15 @@ HISTOGRAMS: dict[str, tuple[float, ...]] = {
     "overhead_latency": LATENCY_BUCKETS,
     "latency_per_output_token": DEFAULT_BUCKETS,
 }
-SLOT = {name: i for i, name in enumerate((*COUNTERS, *HISTOGRAMS))}
+MORE_COUNTERS = ("provider_cache_read_tokens", "provider_cache_creation_tokens", "images", "video_seconds")
+SLOT = {name: i for i, name in enumerate((*COUNTERS, *HISTOGRAMS, *MORE_COUNTERS))}
 # counters whose series exist for every event that feeds them (LiteLLM calls inc(0)); the others
 # exist only once something positive was added
 DENSE = frozenset({"requests", "spend", "total_tokens", "prompt_tokens", "completion_tokens", "zero_cost"})
-EXACT = frozenset({"spend"})  # counters kept as exact sums (see `exact`)
+EXACT = frozenset({"spend", "video_seconds"})  # counters kept as exact sums (see `exact`)
 _H_TOTAL, _H_API, _H_TTFT, _H_QUEUE, _H_OVERHEAD, _H_PER_TOKEN = (SLOT[h] for h in HISTOGRAMS)
 _BOUNDS = tuple(HISTOGRAMS.values())
+_PROVIDER_CACHE_READ, _PROVIDER_CACHE_CREATION, _IMAGES, _VIDEO_SECONDS = (SLOT[c] for c in MORE_COUNTERS)
 # the families each event kind feeds, in table order
 _FED_BY = {kind: tuple(f.name for f in FAMILIES if any(feed.kind is kind for feed in f.feeds)) for kind in EventKind}
 OVERFLOW = "overflow"
@@ -77,6 +81,21 @@ def exact(value: float) -> int:
 def inexact(total: int) -> float:
     """An exact sum as the nearest float."""
     return math.ldexp(float(total), -_EXACT_BITS)
+
+
+def new_accumulator() -> list[object]:
+    """An accumulator with nothing counted (see SLOT)."""
+    acc: list[object] = [0] * len(COUNTERS)
+    acc += [None] * len(HISTOGRAMS)
+    acc += [0] * len(MORE_COUNTERS)
+    return acc
+
+
+def pad(acc: list[object]) -> list[object]:
+    """`acc`, of an older state file (without the counters added since), with those at 0."""
+    if len(acc) < len(SLOT):
+        acc.extend(new_accumulator()[len(acc):])
+    return acc
 
 
 class Signature(msgspec.Struct, frozen=True, gc=False, cache_hash=True):
@@ -327,7 +346,7 @@ class Aggregator:
                 key = self._overflow(sig)
                 acc = self._acc.get(key)
             if acc is None:
-                acc = self._acc[key] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None, None, None, None]
+                acc = self._acc[key] = new_accumulator()
         slot = (acc, self._view_row(e), key is not sig)
         if key is sig:
             self._slots[sig] = slot
@@ -371,6 +390,14 @@ class Aggregator:
             _observe(acc, _H_OVERHEAD, e.overhead_latency)
         if e.latency_per_output_token is not None:
             _observe(acc, _H_PER_TOKEN, e.latency_per_output_token)
+        if e.provider_cache_read_tokens:
+            acc[_PROVIDER_CACHE_READ] += e.provider_cache_read_tokens  # type: ignore[operator]
+        if e.provider_cache_creation_tokens:
+            acc[_PROVIDER_CACHE_CREATION] += e.provider_cache_creation_tokens  # type: ignore[operator]
+        if e.images:
+            acc[_IMAGES] += e.images  # type: ignore[operator]
+        if e.video_seconds:
+            acc[_VIDEO_SECONDS] += int(e.video_seconds * _EXACT_SCALE)  # type: ignore[operator]  # exact(), inlined
 
     def _dropped(self, family: str) -> None:
         self._dropped_families[family] = self._dropped_families.get(family, 0) + 1

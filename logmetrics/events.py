@@ -121,6 +121,12 @@ class RequestEvent(msgspec.Struct, frozen=True, gc=False):
     audio_input_tokens: int | None = None
     reasoning_tokens: int | None = None
     audio_output_tokens: int | None = None
+    # LiteLLM's provider prompt-cache counts (usage's own fields first, then the token details), and
+    # the media a call generated; None = not reported or not positive
+    provider_cache_read_tokens: int | None = None
+    provider_cache_creation_tokens: int | None = None
+    images: int | None = None
+    video_seconds: float | None = None
     total_latency: float | None = None
     api_latency: float | None = None
     ttft: float | None = None

@@ -33,6 +33,13 @@ class Usage(msgspec.Struct, gc=False):
     prompt_tokens_details: TokenDetails | None = None
     completion_tokens_details: TokenDetails | None = None
     service_tier: str | None = None
+    # Anthropic-style provider cache counts (LiteLLM's Usage keeps them beside the details)
+    cache_read_input_tokens: Count | float | None = None
+    cache_creation_input_tokens: Count | float | None = None
+    # media: LiteLLM adds output_image_count to an image generation's usage, video providers report
+    # duration_seconds
+    output_image_count: Count | float | None = None
+    duration_seconds: float | None = None
 
 
 class Metadata(msgspec.Struct, gc=False):

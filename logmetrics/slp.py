@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 import msgspec
 
 from logmetrics.events import MAX_VALUE, DeploymentState, EventKind, Labels, RequestEvent
-from logmetrics.records import USAGE_DECODER, Facts, Metadata, Payload, Time
+from logmetrics.records import USAGE_DECODER, Facts, Metadata, Payload, Time, TokenDetails, Usage
 
 _NO_METADATA = Metadata()
 _NO_FACTS = Facts()
@@ -246,6 +246,13 @@ def event_from_payload(
             if isinstance(value, int) and not isinstance(value, bool):
                 cache_write = value
                 break
+    provider_read = provider_creation = images = video_seconds = None
+    if usage is not None:
+        provider_read, provider_creation = _provider_cache_tokens(usage, prompt_details, cache_write)
+        images = _positive(usage.output_image_count)
+        video_seconds = _positive(usage.duration_seconds)
+        if video_seconds is not None and not video_seconds < MAX_VALUE:
+            raise InvalidField(video_seconds)
     overhead_ms = p.hidden_params.litellm_overhead_time_ms if p.hidden_params else None
     proxy_200 = labels_200
     if f.original_model_group and f.original_model_group != p.model_group:
@@ -275,6 +282,10 @@ def event_from_payload(
         audio_input_tokens=_positive(prompt_details.audio_tokens) if prompt_details else None,
         reasoning_tokens=_positive(completion_details.reasoning_tokens) if completion_details else None,
         audio_output_tokens=_positive(completion_details.audio_tokens) if completion_details else None,
+        provider_cache_read_tokens=provider_read,
+        provider_cache_creation_tokens=provider_creation,
+        images=images,
+        video_seconds=video_seconds,
         total_latency=checked(total),
         api_latency=checked(_seconds(api_start, end)),
         ttft=checked(_seconds(api_start, completion_start)) if stream is True else None,
@@ -284,6 +295,22 @@ def event_from_payload(
         cache_hit=p.cache_hit,
         zero_cost_reason=p.zero_cost_diagnostic.reason if p.zero_cost_diagnostic else None,
     )
+
+
+def _provider_cache_tokens(
+    usage: Usage, prompt_details: TokenDetails | None, cache_write: int | None
+) -> tuple[int | None, int | None]:
+    """LiteLLM's `_resolve_provider_cache_tokens` (P:2122-2144), positive or None: usage's own
+    `cache_read_input_tokens` / `cache_creation_input_tokens` when they are integers; only when one is
+    absent (or null), the token details' `cached_tokens` / cache write tokens (`cache_write`) instead."""
+    read = usage.cache_read_input_tokens
+    if read is None:
+        read = prompt_details.cached_tokens if prompt_details is not None else None
+    write = usage.cache_creation_input_tokens
+    if write is None:
+        write = cache_write
+    return (read if isinstance(read, int) and read > 0 else None,
+            write if isinstance(write, int) and write > 0 else None)
 
 
 def _failure(p: Payload, f: Facts, md: Metadata, labels: Labels, time: float, payload_only: bool) -> RequestEvent:

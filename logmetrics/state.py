@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from logmetrics.aggregate import Aggregator, Histogram, ModelStats, Signature, exact
+from logmetrics.aggregate import Aggregator, Histogram, ModelStats, Signature, exact, pad
 from logmetrics.errors import StateError
 from logmetrics.events import LABEL_NAMES, EventKind, Labels, SkipReason
 
@@ -124,7 +124,7 @@ def load_aggregator(agg: Aggregator, data: AggregatorData) -> None:
     for kind, labels, deployment, proxy, zcr, slots in data.acc:
         main = _unlabels(labels)
         assert main is not None
-        acc[Signature(EventKind(kind), main, _unlabels(deployment), _unlabels(proxy), zcr)] = list(slots)
+        acc[Signature(EventKind(kind), main, _unlabels(deployment), _unlabels(proxy), zcr)] = pad(list(slots))
     skipped = dict.fromkeys(SkipReason, 0)
     for reason, n in data.skipped.items():
         skipped[SkipReason(reason)] = n

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # ruff: noqa
-# Copied verbatim from shared/tools/parity.py (only these two lines added) so the tests do not depend on ../shared.
+# Copied from shared/tools/parity.py so the tests do not depend on ../shared; changed since: these lines, and the
+# four families logmetrics added later (images, video, provider cache read and creation) in FAMILIES.
 """Compare two Prometheus text expositions: LiteLLM's own /metrics and logmetrics', restricted to the
 per-request families a request log can feed (LiteLLM 1.109.1 names, see ../reference/prometheus-metrics.md).
 
@@ -12,7 +13,7 @@ not an integer (spend) may differ by 1e-12 relative, the noise of adding the sam
 _sum samples within 1e-6 relative (1e-9 absolute near 0). _created samples are ignored. Series that
 logmetrics has and LiteLLM lacks, in those families, are reported and break parity too, as does a family
 whose TYPE differs. Prints a per-family report and, last, one line:
-    parity: 25/27 families exact, 3 series missing, 1 value differs, 0 extra series
+    parity: 29/31 families exact, 3 series missing, 1 value differs, 0 extra series
 Exit 0 only on full parity; 1 when anything differs; 2 when an exposition cannot be read.
 """
 import argparse
@@ -36,6 +37,8 @@ FAMILIES = (
     "litellm_input_audio_tokens_metric",
     "litellm_output_reasoning_tokens_metric",
     "litellm_output_audio_tokens_metric",
+    "litellm_video_duration_seconds_metric",
+    "litellm_images_generated_metric",
     "litellm_request_total_latency_metric",
     "litellm_llm_api_latency_metric",
     "litellm_llm_api_time_to_first_token_metric",
@@ -49,6 +52,8 @@ FAMILIES = (
     "litellm_cache_hits_metric",
     "litellm_cache_misses_metric",
     "litellm_cached_tokens_metric",
+    "litellm_provider_cache_read_input_tokens_metric",
+    "litellm_provider_cache_creation_input_tokens_metric",
     "litellm_zero_cost_requests",
 )
 

@@ -52,8 +52,6 @@ OUT_OF_SCOPE: tuple[tuple[str, str], ...] = (
     (r"litellm_admission_\w+", "admission-control middleware state (not in prometheus.py either)"),
     (r"litellm_overhead_with_guardrails_latency_metric_\w+", "guardrails"),
     (r"litellm_guardrail_\w+", "guardrails"),
-    (r"litellm_images_generated_metric_total|litellm_video_duration_seconds_metric_total", "images/video"),
-    (r"litellm_provider_cache_\w+", "provider cache"),
     (r"litellm_deployment_cooled_down_total", "router cooldowns"),
     (r"litellm_deployment_(successful|failed)_fallbacks_total", "router fallbacks"),
     (r"litellm_deployment_[rt]pm_limit", "deployment rate limits (config, not requests)"),
@@ -81,6 +79,10 @@ NO_DATA_IN_CAPTURE: dict[str, str] = {
     "litellm_input_audio_tokens_metric_total": "no prompt_tokens_details.audio_tokens in the capture",
     "litellm_output_audio_tokens_metric_total": "completion_tokens_details.audio_tokens is null in the capture",
     "litellm_output_reasoning_tokens_metric_total": "completion_tokens_details.reasoning_tokens is 0 in the capture",
+    "litellm_provider_cache_read_input_tokens_metric_total": "no cache read tokens in the capture",
+    "litellm_provider_cache_creation_input_tokens_metric_total": "no cache_creation_input_tokens in the capture",
+    "litellm_images_generated_metric_total": "no image generation in the capture",
+    "litellm_video_duration_seconds_metric_total": "no video generation in the capture",
 }
 
 

@@ -68,7 +68,9 @@ CASES = {
     "default": Case(
         "config.yaml", "traffic.py", 60,
         ("litellm_proxy_failed_requests_metric", "litellm_llm_api_time_to_first_token_metric",
-         "litellm_deployment_failure_responses", "litellm_deployment_state", "litellm_cache_hits_metric"),
+         "litellm_deployment_failure_responses", "litellm_deployment_state", "litellm_cache_hits_metric",
+         "litellm_images_generated_metric", "litellm_video_duration_seconds_metric",
+         "litellm_provider_cache_read_input_tokens_metric", "litellm_provider_cache_creation_input_tokens_metric"),
     ),
     # retries, fallbacks, load balancing, alias, wildcard, embeddings/completions/responses
     "routing": Case(

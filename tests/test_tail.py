@@ -87,7 +87,8 @@ def text(*args: str) -> list[str]:
 REQUEST_FIELDS = {
     "type", "kind", "time", "labels", "deployment", "proxy", "state", "stream", "level", "spend",
     "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_creation_tokens",
-    "audio_input_tokens", "reasoning_tokens", "audio_output_tokens", "total_latency", "api_latency", "ttft",
+    "audio_input_tokens", "reasoning_tokens", "audio_output_tokens", "provider_cache_read_tokens",
+    "provider_cache_creation_tokens", "images", "video_seconds", "total_latency", "api_latency", "ttft",
     "queue_time", "overhead_latency", "latency_per_output_token", "cache_hit", "zero_cost_reason",
     "error_message",
 }
