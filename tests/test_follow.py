@@ -266,6 +266,28 @@ SCENARIOS: list[tuple[str, dict[str, Any], list[Step], list[tuple[str, int, int]
         {"truncations": 1},
     ),
     (
+        # a hand-made copytruncate (`cp log log.1 && : > log`) run again: the copy is overwritten
+        # in place (same inode) while it is still open as the first copy; its new bytes are lines
+        # already read from the log, never new ones
+        "copytruncate-twice-copy-overwritten-in-place",
+        {},
+        [
+            ("w", "r.log", "a", 10),
+            ("sync", 10),
+            ("cp", "r.log", "r.log.1"),
+            ("trunc", "r.log"),
+            ("w", "r.log", "b", 3),
+            ("sync", 13),
+            ("w", "r.log", "b", 2, 3),
+            ("sync", 15),
+            ("cp", "r.log", "r.log.1"),
+            ("trunc", "r.log"),
+            ("w", "r.log", "c", 4),
+        ],
+        [("a", 10, 0), ("b", 5, 0), ("c", 4, 0)],
+        {"truncations": 2},
+    ),
+    (
         "copy-without-truncate",
         {},
         [("w", "r.log", "a", 10), ("sync", 10), ("cp", "r.log", "r.log.1"), ("w", "r.log", "a", 3, 10)],

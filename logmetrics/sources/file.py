@@ -913,6 +913,11 @@ class FileFollower:
         window = (t.ctail + t.partial[-CHECK_LEN:])[-CHECK_LEN:]
         rp = t.read_pos
         if st.st_size < rp or (window and _pread(t.fd, len(window), rp - len(window)) != window):
+            if not t.current:
+                # a rotated file or a copy, rewritten in place (`cp log log.1` once more): what
+                # it holds now came from the followed name, which is read there; not ours to read
+                self._close(t)
+                return
             yield from self._truncated(t)
             t.zero_at = st.st_mtime_ns
         elif t.zero_at and t.read_pos == 0:
