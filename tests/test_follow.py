@@ -448,6 +448,9 @@ RAW: list[tuple[str, dict[str, Any], list[bytes], list[bytes], int]] = [
         1,
     ),
     ("too-long-at-limit", {"max_line_bytes": 5}, [b"12345\n123456\n"], [b"12345"], 1),
+    # its b"\r" counts, as in replay, whether or not a read ends between b"\r" and b"\n"
+    ("crlf-too-long-at-limit", {"max_line_bytes": 5}, [b"12345\r\n1234\r\n"], [b"1234"], 1),
+    ("crlf-too-long-at-limit-split", {"max_line_bytes": 5, "read_size": 6}, [b"12345\r\n1234\r\n"], [b"1234"], 1),
     (
         "too-long-across-reads",
         {"max_line_bytes": 10, "read_size": 8},

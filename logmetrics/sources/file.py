@@ -1059,14 +1059,15 @@ class FileFollower:
         t.partial = rest
         t.offset += consumed
         t.ctail = (t.ctail + buf[max(0, consumed - CHECK_LEN) : consumed])[-CHECK_LEN:]
-        if b"\r" in buf:
-            lines = [x[:-1] if x.endswith(b"\r") else x for x in lines]
         if b"\0" in buf:  # what follows a NUL run (a hole) starts a new line
             lines = [x[x.rfind(b"\0") + 1 :] for x in lines]
+        # measured with its b"\r", as replay does and as a partial line is (whatever the reads)
         if end > self.max_line_bytes and self._too_long(lines):
             n = len(lines)
             lines = [x for x in lines if len(x) <= self.max_line_bytes]
             skipped += n - len(lines)
+        if b"\r" in buf:
+            lines = [x[:-1] if x.endswith(b"\r") else x for x in lines]
         if not all(lines):
             lines = [x for x in lines if x]
         return lines, skipped
