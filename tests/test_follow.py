@@ -46,7 +46,8 @@ class Runner:
         self.gate.set()
         self.got: list[bytes] = []
         self.too_long = 0
-        self.checkpoints: list[tuple[int, dict[str, Any]]] = []
+        # (lines yielded, positions) as a consumer saves them: at the start, then after each batch
+        self.checkpoints: list[tuple[int, dict[str, Any]]] = [(0, json.loads(json.dumps(self.follower.positions())))]
         self.sources: set[str] = set()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -69,7 +70,8 @@ class Runner:
         source, got, skipped, pos = item
         self.got += got
         self.too_long += skipped
-        self.sources.add(source)
+        if got or skipped:  # an empty batch only says the positions changed
+            self.sources.add(source)
         self.checkpoints.append((len(self.got), json.loads(json.dumps(pos))))
         return True
 
@@ -522,6 +524,30 @@ RESTARTS: list[tuple[str, list[Step], list[Step], list[tuple[str, int, int]], di
         {"truncations": 1},
     ),
     (
+        # stopped just after a rotation, before anything was written to the new file: the checkpoint
+        # holds it, so it is found again after the next rotation, made while stopped
+        "rotated-while-stopped-after-a-rotation-with-nothing-read-since",
+        [("w", "r.log", "a", 10), ("sync", 10), ("mv", "r.log", "r.log.1"), ("w", "r.log", "b", 0)],
+        [("mv", "r.log.1", "r.log.2"), ("w", "r.log", "b", 5), ("mv", "r.log", "r.log.1"), ("w", "r.log", "c", 2)],
+        [("b", 5, 0), ("c", 2, 0)],
+        {},
+    ),
+    (
+        # stopped just after a copytruncate, before anything was written again: the checkpoint holds
+        # the emptied file; the lines written next and copytruncated while stopped are in the copy
+        "copytruncate-while-stopped-after-a-copytruncate-with-nothing-read-since",
+        [("w", "r.log", "a", 10), ("sync", 10), ("cp", "r.log", "r.log.1"), ("trunc", "r.log")],
+        [
+            ("mv", "r.log.1", "r.log.2"),
+            ("w", "r.log", "b", 5),
+            ("cp", "r.log", "r.log.1"),
+            ("trunc", "r.log"),
+            ("w", "r.log", "c", 2),
+        ],
+        [("b", 5, 0), ("c", 2, 0)],
+        {},
+    ),
+    (
         "truncated-in-place-while-stopped",
         [("w", "r.log", "a", 3), ("sync", 3)],
         [("rewrite", "r.log", "b", 20)],
@@ -579,7 +605,9 @@ def test_restart(
     r = Runner(p)
     run_steps(r, tmp_path, before)
     r.finish()
-    saved = json.loads(json.dumps(r.follower.positions()))
+    # what serve saves: the checkpoint taken after the last batch, which must be the final one
+    saved = r.checkpoints[-1][1]
+    assert saved == json.loads(json.dumps(r.follower.positions()))
     run_steps(None, tmp_path, stopped)
     r2 = Runner(p, positions=saved)
     got = r2.finish()
@@ -587,6 +615,25 @@ def test_restart(
     stats = r2.follower.stats[p]
     for k, v in want_stats.items():
         assert getattr(stats, k) == v, (k, stats)
+
+
+def test_copy_closed_before_the_checkpoint_is_not_read_again_after_a_restart(tmp_path: Path) -> None:
+    """Stopped after a copytruncate with nothing read since, the copy already closed (rotate_wait):
+    at the restart the copy, written in the truncation's tick or before, is not taken for one made
+    while stopped."""
+    p = str(tmp_path / "r.log")
+    r = Runner(p, rotate_wait=0.0)
+    run_steps(r, tmp_path, [("w", "r.log", "a", 10), ("sync", 10), ("cp", "r.log", "r.log.1"), ("trunc", "r.log")])
+    os.utime(tmp_path / "r.log.1", ns=(0, os.stat(tmp_path / "r.log").st_mtime_ns))  # the same tick
+    r.follower.wake()
+    deadline = time.monotonic() + TIMEOUT
+    while len(r.follower.positions()["files"]) != 1 or not r.follower.positions()["files"][0]["zero_at"]:
+        assert time.monotonic() < deadline, r.follower.positions()
+        time.sleep(0.01)
+    r.finish()
+    saved = json.loads(json.dumps(r.follower.positions()))
+    write_lines(tmp_path / "r.log", lines("b", 5))
+    assert Runner(p, positions=saved).finish() == lines("b", 5)
 
 
 def test_crash_after_any_batch_resumes_exactly(tmp_path: Path) -> None:

@@ -291,6 +291,53 @@ def test_restart_after_an_emptied_file_was_deleted(tmp_path: Path) -> None:
     assert got == lines("a", 1) + lines("b", 1) + [b'{"half":1}']
 
 
+@pytest.mark.parametrize("scheme", ["create", "copytruncate"])
+def test_serve_stopped_after_a_rotation_keeps_what_the_next_rotation_moved(tmp_path: Path, scheme: str) -> None:
+    """logrotate rotates, serve stops before the next request (its state must already hold the
+    new, empty file), requests come, logrotate rotates again (.1 -> .2 first), serve starts: the
+    requests written while it was stopped are counted (they were lost, without a warning)."""
+    from test_serve import Serve, wait_for
+
+    log = tmp_path / "requests.log"
+
+    def record(i: int) -> bytes:
+        return b'{"model":"m","provider":"p","latency_ms":%d,"level":"INFO"}\n' % i
+
+    def rotate() -> None:
+        if (tmp_path / "requests.log.1").exists():
+            os.rename(tmp_path / "requests.log.1", tmp_path / "requests.log.2")
+        if scheme == "create":
+            os.rename(log, tmp_path / "requests.log.1")
+            log.touch()
+        else:
+            shutil.copyfile(log, tmp_path / "requests.log.1")
+            os.truncate(log, 0)
+
+    append(log, b"".join(record(i) for i in range(10)))
+    serve = Serve(tmp_path, str(log)).ready()
+    try:
+        serve.wait_value("logmetrics_records_read_total", 10)
+        rotate()
+
+        def saved_the_rotation() -> bool:
+            saved = json.loads((serve.state_dir / "state.json").read_bytes())["sources"][f"file:{log}"]
+            files = saved["positions"]["files"]
+            return any(f["ino"] == log.stat().st_ino and f["current"] and f["offset"] == 0 for f in files)
+
+        wait_for("the state to hold the rotation", saved_the_rotation)
+        assert serve.stop() == 0
+        append(log, b"".join(record(i) for i in range(10, 15)))
+        rotate()
+        append(log, b"".join(record(i) for i in range(15, 17)))
+        serve = Serve(tmp_path, str(log), port=serve.port).ready()
+        serve.wait_value("logmetrics_records_read_total", 17)
+        assert serve.stop() == 0
+    finally:
+        if serve.proc.poll() is None:
+            serve.proc.kill()
+            serve.proc.wait()
+
+
 # -- the stateful model -----------------------------------------------------------------------------
 
 
@@ -317,6 +364,7 @@ class FollowerModel(RuleBasedStateMachine):
         # the follower may be at offset 0 of r.log's current contents (created or truncated since it
         # last read a line of it): a copytruncate then loses them (see test_copytruncate_of_unread_...)
         self.fresh = False
+        self.born_stopped = False
         self.incarnation_lines = 0
 
     def _lines(self, count: int) -> list[bytes]:
@@ -340,16 +388,17 @@ class FollowerModel(RuleBasedStateMachine):
 
     def _new_incarnation(self) -> None:
         self.fresh, self.incarnation_lines = True, 0
+        self.born_stopped = self.runner is None  # the stopped follower's checkpoint cannot know it
 
     def _may_rotate(self) -> bool:
         """A name rotated before the follower ever saw its file loses that file's lines (no
         follower can know it existed): sync first while running; while stopped, allow one
-        rotation, of a file the stopped follower had read."""
+        rotation, of a file the stopped follower knew (its checkpoint holds it, even emptied)."""
         if self.runner is not None:
             if self.fresh:
                 self._sync()
             return True
-        if self.rotated_while_stopped or self.fresh:
+        if self.rotated_while_stopped or (self.fresh and self.born_stopped):
             return False
         self.rotated_while_stopped = True
         return True
@@ -409,7 +458,7 @@ class FollowerModel(RuleBasedStateMachine):
     def stop(self) -> None:
         assert self.runner is not None
         self.yielded += self.runner.finish()
-        self.saved = json.loads(json.dumps(self.runner.follower.positions()))
+        self.saved = self.runner.checkpoints[-1][1]  # as serve saves it: the one after the last batch
         self.runner = None
         self.rotated_while_stopped = False
         if self.incarnation_lines:

@@ -398,7 +398,9 @@ class FileFollower:
 
     Iterate it once. Blocks while idle; returns when `stop` is set (after a last pass reading
     what has been written), or when the consumer stops iterating. After each batch,
-    `positions()` is the checkpoint covering exactly the lines yielded so far.
+    `positions()` is the checkpoint covering exactly the lines yielded so far. A batch may be
+    empty: the positions changed without a line (a rotation, a truncation, a file opened or
+    closed), so that a consumer saving them after each batch saves that too.
     """
 
     def __init__(
@@ -449,6 +451,7 @@ class FileFollower:
 
     def __iter__(self) -> Iterator[Batch]:
         last_passes = 3  # after `stop`: read what is there, but not forever behind a busy writer
+        shape = self._shape()
         try:
             while True:
                 stopping = self.stop.is_set()
@@ -460,7 +463,11 @@ class FileFollower:
                     for batch in self._drain(t):
                         progressed = True
                         yield batch
+                        shape = self._shape()
                 self._expire(time.monotonic())
+                if self._shape() != shape:  # rotated, truncated, opened, closed: no line to show it
+                    shape = self._shape()
+                    yield Batch(self.pattern, [])
                 if stopping and (not progressed or last_passes == 0):
                     return
                 woke = self._waker.wait(0.0 if progressed else self._timeout())
@@ -468,6 +475,10 @@ class FileFollower:
                     self._scan()
         finally:
             self.close_files()
+
+    def _shape(self) -> list[tuple[int, int, int, bool, int]]:
+        """What of the checkpoint can change without a line being yielded."""
+        return [(t.dev, t.ino, t.offset, t.current, t.zero_at) for t in self._tails.values()]
 
     def positions(self) -> dict[str, Any]:
         """JSON-serialisable checkpoint: pass it back as `positions=` after a restart."""
@@ -490,6 +501,7 @@ class FileFollower:
                     "check_len": len(t.ctail),
                     "skipping": t.skipping,
                     "current": t.current,
+                    "zero_at": t.zero_at,
                 }
             )
         return {"version": POSITIONS_VERSION, "pattern": self.pattern, "files": files}
@@ -763,6 +775,9 @@ class FileFollower:
                 t.idle_since = time.monotonic()
             if self._verify(t, e):
                 self._seek(t, offset, skipping)
+                # truncated, nothing read since: lines written then and copytruncated while we were
+                # stopped are in a copy made after it (strictly: the previous copy can share the tick)
+                t.zero_at = int(e.get("zero_at", 0)) and int(e["zero_at"]) + 1
                 return
             self._stats(source).truncations += 1  # truncated or rewritten while we were stopped
         rewritten = found is None and _ident(path) == want  # same inode, other first bytes
@@ -920,7 +935,7 @@ class FileFollower:
                 return
             yield from self._truncated(t)
             t.zero_at = st.st_mtime_ns
-        elif t.zero_at and t.read_pos == 0:
+        elif t.zero_at and t.read_pos == 0 and t.current:  # only the followed name is copytruncated
             yield from self._copies_at_zero(t)
         stats = self._stats(t.source)
         budget = _TURN_BYTES
