@@ -16,9 +16,10 @@ SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "sample-logs" / 
 pytestmark = pytest.mark.real
 
 
-def openmetrics(tmp_path: Path, *extra: str) -> Path:
+def openmetrics(tmp_path: Path, *extra: str, inputs: tuple[Path, ...] = (SAMPLES / "requests-runA.jsonl",)) -> Path:
+    """`replay INPUTS --openmetrics-out` (the real sample by default): the output's path."""
     out = tmp_path / "history.om"
-    proc = subprocess.run([sys.executable, "-m", "logmetrics", "replay", str(SAMPLES / "requests-runA.jsonl"),
+    proc = subprocess.run([sys.executable, "-m", "logmetrics", "replay", *map(str, inputs),
                            "--openmetrics-out", str(out), "--json", *extra], capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode()
     return out
@@ -102,10 +103,7 @@ def test_two_hosts_logs_are_stamped_at_their_own_times(tmp_path: Path) -> None:
     base = 1_795_000_020.0
     a = shifted_log(tmp_path / "host-a" / "requests.log", [base + 5, base + 3605, base + 7205])
     b = shifted_log(tmp_path / "host-b" / "requests.log", [base + 1805, base + 5405, base + 9005])
-    om = tmp_path / "history.om"
-    proc = subprocess.run([sys.executable, "-m", "logmetrics", "replay", str(a), str(b), "--openmetrics-out",
-                           str(om), "--json"], capture_output=True)
-    assert proc.returncode == 0, proc.stderr.decode()
+    om = openmetrics(tmp_path, inputs=(a, b))
     data = tmp_path / "data"
     backfill(om, data)
     with prometheus_running(tmp_path / "prom", data_dir=data, retention="100y") as prom:
@@ -121,10 +119,7 @@ def test_requests_after_a_quiet_spell_show_in_rate_and_increase(tmp_path: Path) 
     base = 1_795_000_020.0  # a boundary of the 60 s step
     times = [base + 5 + i for i in range(5)] + [base + 1805.0, base + 3605.0]  # a burst, then one each half hour
     log = shifted_log(tmp_path / "requests.log", times)
-    om = tmp_path / "history.om"
-    proc = subprocess.run([sys.executable, "-m", "logmetrics", "replay", str(log), "--openmetrics-out", str(om),
-                           "--json"], capture_output=True)
-    assert proc.returncode == 0, proc.stderr.decode()
+    om = openmetrics(tmp_path, inputs=(log,))
     data = tmp_path / "data"
     backfill(om, data)
     expr = "sum(increase(litellm_proxy_total_requests_metric_total[5m]))"
@@ -149,10 +144,7 @@ def test_label_values_with_carriage_returns_and_line_separators(tmp_path: Path) 
         r["payload"]["end_user"] = r["facts"]["end_user"] = user
         lines.append(json.dumps(r))
     log.write_text("\n".join(lines) + "\n")
-    om = tmp_path / "history.om"
-    proc = subprocess.run([sys.executable, "-m", "logmetrics", "replay", str(log), "--openmetrics-out", str(om),
-                           "--json"], capture_output=True)
-    assert proc.returncode == 0, proc.stderr.decode()
+    om = openmetrics(tmp_path, inputs=(log,))
     data = tmp_path / "data"
     backfill(om, data)
     with prometheus_running(tmp_path / "prom", data_dir=data, retention="100y") as prom:
