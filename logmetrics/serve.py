@@ -512,7 +512,7 @@ def serve_cmd(
 ) -> None:
     """Follow LiteLLM's request log and serve LiteLLM's metrics on /metrics, surviving restarts.
 
-    Example: logmetrics serve ~/litellm/requests.log   (or: --journal litellm --user)
+    Example: logmetrics serve ~/.local/state/logmetrics/requests.log   (or: --journal litellm --user)
     """
     paths = paths or []
     if not paths and not journal:  # under systemd: no LOGMETRICS_PATH in ~/.config/logmetrics/env
