@@ -120,7 +120,7 @@ def parse_when(text: str | None, option: str) -> float | None:
     try:
         return epoch(text)
     except InvalidTime:
-        raise UsageError(f"{option} {text!r}: give a duration like 15m or 2h, or an ISO time") from None
+        raise UsageError(f"{option} {text!r}: give a duration like 15m or 2h, an ISO time or epoch seconds") from None
 
 
 def parse_step(text: str) -> float:

@@ -70,16 +70,20 @@ _UNSUPPORTED = Skip(SkipReason.UNSUPPORTED_VERSION)
 _INVALID_KEY = Skip(SkipReason.INVALID_KEY)
 
 
+_DECIMAL = re.compile(r"\d+\.\d+", re.ASCII)
+
+
 def epoch(value: str | float | int | None) -> float | None:
     """Any record time as UTC epoch seconds: ISO 8601 with or without zone (without = local time,
-    as LiteLLM's json_logs writes), epoch seconds, milliseconds or microseconds (number or digits).
+    as LiteLLM's json_logs writes), epoch seconds, milliseconds or microseconds (number, or digits
+    with or without a fraction: `1795452157.218`, what `tail -o json` prints).
     Raises InvalidTime for anything else, and for a time before 1970 or after the year 9999."""
     if value is None:
         return None
     if isinstance(value, str):
         text = value.strip()
         try:
-            if not text.isdigit():
+            if not text.isdigit() and not _DECIMAL.fullmatch(text):
                 return checked_time(_iso(text).timestamp())
             value = float(text)  # as float(int(text)) rounds it, and 400 nines are inf, not an OverflowError
         except (ValueError, OverflowError):

@@ -92,8 +92,16 @@ def test_epoch_reads_iso_forms_on_every_python(text: str, same: str) -> None:
     assert Parser()._compact_time(text) == epoch(text)
 
 
+@pytest.mark.parametrize(("text", "want"), [("1795452157.218", 1795452157.218), (" 1795452157.5 ", 1795452157.5),
+                                           ("1795452157218.0", 1795452157.218), ("1795452157", 1795452157.0)])
+def test_epoch_reads_epoch_digits_with_a_fraction(text: str, want: float) -> None:
+    """`--since 1795452157.218` (a time as `tail -o json` prints it) and such a string in a record."""
+    assert epoch(text) == want
+
+
 @pytest.mark.parametrize("text", ["2025-01-01T00:00:00+053", "2025-01-01T00:00:00+05:3", "2025-01-01T00:00:00 UTC",
-                                  "2025-01-01T25:00:00Z", "2025-01-01T00:00:00.x"])
+                                  "2025-01-01T25:00:00Z", "2025-01-01T00:00:00.x", "nan", "1e9",
+                                  "1795452157.", ".5", "-1795452157.5", "1795452157.5.1"])
 def test_epoch_refuses_what_is_not_iso(text: str) -> None:
     with pytest.raises(ValueError):
         epoch(text)
