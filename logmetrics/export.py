@@ -69,7 +69,8 @@ def own_families(agg: Aggregator) -> list[PlainFamily]:
         PlainFamily("logmetrics_log_lines", "counter", "LiteLLM log lines (not requests), by level", ("level",),
                     [((level,), float(agg.log_lines.get(level, 0))) for level in LEVELS]),
         PlainFamily("logmetrics_series_dropped", "counter",
-                    "Records counted in the overflow series, their label sets being beyond the cardinality cap, by family",
+                    "Records counted in the overflow series, their label sets being beyond the cardinality cap, "
+                    "by family",
                     ("family",), [((family,), float(agg.series_dropped.get(family, 0))) for family in _DROPPABLE]),
         PlainFamily("logmetrics_last_record_timestamp_seconds", "gauge", "Time of the newest record read", (),
                     [] if agg.newest_time is None else [((), agg.newest_time)]),
