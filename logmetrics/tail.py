@@ -40,7 +40,7 @@ from logmetrics.parse import _PLAIN_LEVEL, DEFAULT_MAX_LINE_BYTES, LEVELS, Parse
 from logmetrics.pipeline import Filters
 from logmetrics.sources.archive import ReadStats, expand, plain_size, read_lines, rotation_key
 from logmetrics.sources.file import FileFollower
-from logmetrics.sources.journald import MAX_LINE_BYTES, JournalFollower, LineMaxJoiner
+from logmetrics.sources.journald import MAX_LINE_BYTES, JournalFollower, LineMaxJoiner, no_entries
 
 Shown = RequestEvent | LogEvent | Skip
 Segments = list[tuple[str, str]]  # (text, style name); view.LINE_STYLES maps names to colours
@@ -433,9 +433,18 @@ def plan(paths: list[str], journal: str | None, user: bool, n: int | None, follo
     return Plan(last_shown(files, n, select, parser, max_line, live_end=end), True, batches, lag, live)
 
 
+def _journal_source(unit: str, user: bool) -> str:
+    return f"journald:{'user:' if user else ''}{unit}"
+
+
+def _say(text: str) -> None:
+    """A hint for people, on stderr."""
+    sys.stderr.write(f"logmetrics: {text}\n")
+
+
 def _plan_journal(unit: str, user: bool, n: int | None, follow: bool, select: Select, parser: Parser,
                   max_line: int, directory: str | None) -> Plan:
-    source = f"journald:{'user:' if user else ''}{unit}"
+    source = _journal_source(unit, user)
     if n is None:
         if not follow:
             return Plan(_journal_all(unit, user, parser, directory), False, source=source)
@@ -443,6 +452,8 @@ def _plan_journal(unit: str, user: bool, n: int | None, follow: bool, select: Se
         return Plan([], False, ((b.lines, b.skipped_too_long) for b in follower), source=source)
     history, cursor = journal_last(unit, user, n, select, parser, directory)
     if not follow:
+        if cursor is None:  # not one entry (following, the follower says so)
+            _say(no_entries(source))
         return Plan(history, True, source=source)
     since = None if cursor else f"@{time.time():.6f}"
     follower = JournalFollower(unit, user=user, cursor=cursor, since=since, directory=directory)
@@ -458,8 +469,10 @@ def _journal_all(unit: str, user: bool, parser: Parser, directory: str | None) -
         raise SourceError("journalctl not found: install systemd or put it on PATH") from None
     assert proc.stdout is not None
     joiner = LineMaxJoiner(MAX_LINE_BYTES)  # lines journald split at its LineMax, joined again
+    entries = 0
     with proc:
         for raw in proc.stdout:
+            entries += 1
             for line in joiner.feed((raw.rstrip(b"\n"),))[0]:
                 r = decode(parser, line)
                 if r is not None:
@@ -468,6 +481,8 @@ def _journal_all(unit: str, user: bool, parser: Parser, directory: str | None) -
             r = decode(parser, line)
             if r is not None:
                 yield r
+    if not entries:  # it would show nothing, as if the unit were quiet
+        _say(no_entries(_journal_source(unit, user)))
 
 
 def _stdin(max_line: int) -> Iterator[tuple[list[bytes], int]]:
@@ -612,8 +627,8 @@ def tail_cmd(
     filters = Filters(models=model or [], since=parse_when(since, "--since"), until=parse_when(until, "--until"),
                       providers=provider or [], status=status, level=lvl, grep=grep)  # type: ignore[arg-type]
     if not paths and journal is None and sys.stdin.isatty():  # it would wait, silent, for records typed in
-        sys.stderr.write("logmetrics: no PATH given: reading records from the terminal (Ctrl-D ends); "
-                         "give a log, e.g. logmetrics tail /var/log/litellm/requests.log\n")
+        _say("no PATH given: reading records from the terminal (Ctrl-D ends); "
+             "give a log, e.g. logmetrics tail /var/log/litellm/requests.log")
     select = Select(filters, requests_only)
     parser = Parser(max_line_bytes=max_line)
     n = _lines_arg(lines)

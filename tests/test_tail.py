@@ -883,6 +883,22 @@ def test_journal_last_n_and_all(tmp_path: Path) -> None:
 
 @pytest.mark.real
 @journal_only
+@pytest.mark.parametrize("n", ["all", "4"])
+def test_journal_without_entries_says_what_to_check(tmp_path: Path, n: str) -> None:
+    """A unit name with no entry (a typo, a user unit without --user) showed nothing and exited 0,
+    as if the unit were quiet; serve says what to check, and now tail too (on stderr)."""
+    d = journal_of(tmp_path, REQUESTS.read_bytes().splitlines())
+    for unit, shown in (("litellm.service", True), ("litelm.service", False)):
+        done = subprocess.run([sys.executable, "-m", "logmetrics", "tail", "--no-follow", "-n", n, "--journal", unit,
+                               "--journal-directory", str(d)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=TIMEOUT)
+        assert done.returncode == 0 and bool(done.stdout) is shown
+        hint = f"logmetrics: no journal entries for journald:{unit}: check the unit name and --user"
+        assert (hint in done.stderr) is not shown, done.stderr
+
+
+@pytest.mark.real
+@journal_only
 def test_journal_follow_goes_on_after_history(tmp_path: Path) -> None:
     lines = REQUESTS.read_bytes().splitlines()
     d = journal_of(tmp_path, lines[:5])

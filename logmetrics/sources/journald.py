@@ -50,6 +50,12 @@ from logmetrics.sources.batch import Batch
 
 log = logging.getLogger(__name__)
 
+
+def no_entries(source: str) -> str:
+    """What to check when a unit's journal has no entry."""
+    return (f"no journal entries for {source}: check the unit name and --user, and that this user may "
+            "read the journal (group systemd-journal)")
+
 JOURNAL_MAGIC = b"LPKSHHRH"
 MAX_LINE_BYTES = 4 * 1024 * 1024  # one envelope; a 48K MESSAGE as byte ints is ~200K
 READ_SIZE = 1 << 20
@@ -249,12 +255,7 @@ class JournalFollower:
             )
         if not done.stdout.strip():
             self.stats.empty_at_start = True
-            log.warning(
-                "no journal entries for %s yet: check the unit name and --user, and that this user may read "
-                "the journal (group systemd-journal)%s",
-                self.source,
-                f"; journalctl said: {err}" if err else "",
-            )
+            log.warning("%s%s", no_entries(self.source), f"; journalctl said: {err}" if err else "")
 
     def _read(self, proc: subprocess.Popen[bytes], *, warn_gone: bool) -> Iterator[Batch]:
         """Batches of journalctl's output; the first entry is dropped when it is the saved
