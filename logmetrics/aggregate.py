@@ -208,6 +208,7 @@ class Aggregator:
         # bounded few of those folded into overflow (see _slot). Reset whenever `acc` or `models` is
         # replaced.
         self._slots: dict[Signature, tuple[list[object], ModelStats | None, bool]] = {}
+        self.generation = 0  # counts drop_caches(): slots cached elsewhere are valid within one
         self._folded_slots: dict[Signature, tuple[list[object], ModelStats | None, bool]] = {}
         self._acc: dict[Signature, list[object]] = {}
         self._models: dict[str, ModelStats] = {}
@@ -279,6 +280,7 @@ class Aggregator:
         """Forget the hot loop's caches (they refill as events come): frees memory for a final render."""
         self._slots.clear()
         self._folded_slots.clear()
+        self.generation += 1  # tells hotloop.py to forget the slots it cached
 
     def skip(self, reason: SkipReason, n: int = 1) -> None:
         self.skipped[reason] += n
@@ -311,27 +313,38 @@ class Aggregator:
         sig = Signature(kind, e.labels, e.deployment, e.proxy, e.zero_cost_reason)
         slot = self._slots.get(sig)
         if slot is None:
-            slot = self._slot(sig, e)
+            slot = self._slot(sig)
         acc, stats, folded = slot
         acc[0] += 1  # type: ignore[operator]
         if folded:
             self._dropped_kinds[kind] += 1
         s = e.state
         if s is not None:
-            key: StateKey = (s.litellm_model_name, s.model_id, s.api_base, s.api_provider)
-            if self.state.pop(key, None) is None and len(self.state) >= self.max_series:
-                key = _OVERFLOW_STATE
-                self.state.pop(key, None)
-                self._dropped(STATE_FAMILY)
-            elif self._state_records is not None:
-                self._state_records[key] = self._state_records.get(key, 0) + 1
-            self.state[key] = s.value  # re-inserted: the newest write is last, as LiteLLM shows it
+            self.set_state((s.litellm_model_name, s.model_id, s.api_base, s.api_provider), s.value)
         if kind is EventKind.SUCCESS:
             self._success(e, acc)
         if stats is not None:
             self._view(e, stats)
 
-    def _slot(self, sig: Signature, e: RequestEvent) -> tuple[list[object], ModelStats | None, bool]:
+    def set_state(self, key: StateKey, value: int) -> None:
+        """A `litellm_deployment_state` write: re-inserted, so that the newest write is last, as
+        LiteLLM shows it; a new key beyond the cap goes to the overflow series."""
+        if self.state.pop(key, None) is None and len(self.state) >= self.max_series:
+            key = _OVERFLOW_STATE
+            self.state.pop(key, None)
+            self._dropped(STATE_FAMILY)
+        elif self._state_records is not None:
+            self._state_records[key] = self._state_records.get(key, 0) + 1
+        self.state[key] = value
+
+    def slot(self, kind: EventKind, labels: Labels, deployment: Labels | None, proxy: Labels | None,
+             zero_cost_reason: str | None) -> tuple[list[object], ModelStats | None, bool]:
+        """The accumulator, view row and folded flag of an event with these label values (what
+        `_request` looks up): for `hotloop.py`, which caches them by the record's raw values."""
+        sig = Signature(kind, labels, deployment, proxy, zero_cost_reason)
+        return self._slots.get(sig) or self._slot(sig)
+
+    def _slot(self, sig: Signature) -> tuple[list[object], ModelStats | None, bool]:
         """The accumulator and view row of a signature not in the hot-loop cache (the signature
         decides both), and whether it is folded into the overflow series. Folded signatures are
         cached too, a bounded few: their number is the input's to choose, and each one keeps its
@@ -347,7 +360,7 @@ class Aggregator:
                 acc = self._acc.get(key)
             if acc is None:
                 acc = self._acc[key] = new_accumulator()
-        slot = (acc, self._view_row(e), key is not sig)
+        slot = (acc, self._view_row(sig), key is not sig)
         if key is sig:
             self._slots[sig] = slot
         else:
@@ -408,20 +421,20 @@ class Aggregator:
         return Signature(sig.kind, o, o if sig.deployment else None, o if sig.proxy else None,
                          OVERFLOW if sig.zero_cost_reason else None)
 
-    def _view_row(self, e: RequestEvent) -> ModelStats | None:
+    def _view_row(self, sig: Signature) -> ModelStats | None:
         """Per requested model, rows count client requests as litellm_proxy_total_requests_metric
         does (a deployment failure's request is the post-call hook's, unless the record implies
         both); per deployment, they count deployment calls (success and failure events).
         None: the event has no row."""
-        lab = e.labels
+        lab = sig.labels
         if self.by == "deployment":
-            if e.kind is EventKind.PROXY_FAILURE:
+            if sig.kind is EventKind.PROXY_FAILURE:
                 return None
-            key = (e.deployment or lab).litellm_model_name or lab.model or "None"
+            key = (sig.deployment or lab).litellm_model_name or lab.model or "None"
         else:
-            if e.kind is EventKind.FAILURE and e.proxy is None:
+            if sig.kind is EventKind.FAILURE and sig.proxy is None:
                 return None
-            lab = e.proxy or lab
+            lab = sig.proxy or lab
             key = lab.requested_model or lab.model_group or lab.model or "None"
         stats = self._models.get(key)
         if stats is None:

@@ -227,19 +227,7 @@ class Parser:
         latency = rec.latency_ms
         if latency is not None and not 0 <= latency < MAX_VALUE:
             return _INVALID_DURATION
-        key = (rec.model, rec.provider, failed)
-        cached = self._compact.get(key)
-        if cached is None:
-            labels = Labels(
-                requested_model=rec.model, model_group=rec.model, model=rec.model,
-                litellm_model_name=rec.model, api_provider=rec.provider,
-                status_code=None if failed else "200",
-            )
-            state = DeploymentState(rec.model, "", "", rec.provider or "", 1 if failed else 0)
-            if len(self._compact) < 4096:
-                self._compact[key] = (labels, state)
-        else:
-            labels, state = cached
+        labels, state = self.compact_labels(rec.model, rec.provider, failed)
         if failed:
             return RequestEvent(
                 kind=EventKind.FAILURE, time=time or 0.0, labels=labels, proxy=labels, state=state,
@@ -254,6 +242,20 @@ class Parser:
             total_latency=latency / 1000 if latency is not None else None,
         )
 
+    def compact_labels(self, model: str | None, provider: str | None, failed: bool) -> tuple[Labels, DeploymentState]:
+        """A compact record's labels and deployment state write (cached: they are few)."""
+        key = (model, provider, failed)
+        cached = self._compact.get(key)
+        if cached is None:
+            cached = (
+                Labels(requested_model=model, model_group=model, model=model, litellm_model_name=model,
+                       api_provider=provider, status_code=None if failed else "200"),
+                DeploymentState(model, "", "", provider or "", 1 if failed else 0),
+            )
+            if len(self._compact) < 4096:
+                self._compact[key] = cached
+        return cached
+
     def _compact_time(self, timestamp: str | float | None) -> float | None:
         """`epoch(timestamp)`, with naive "YYYY-MM-DDTHH:MM:SS.fff" (what LiteLLM's json_logs and
         compact records write) parsed once a second: datetime.timestamp() of a naive time is the
@@ -261,17 +263,21 @@ class Parser:
         if isinstance(timestamp, str) and len(timestamp) == 23 and timestamp[19] == ".":
             fraction = _MILLIS.get(timestamp[20:])
             if fraction is not None:
-                second = timestamp[:19]
-                base = self._seconds.get(second)
-                if base is None and _NAIVE_SECOND.fullmatch(second):
-                    base = epoch(second)
-                    if base is not None:
-                        if len(self._seconds) >= 4096:  # logs move on: keep the recent seconds
-                            self._seconds.clear()
-                        self._seconds[second] = base
+                base = self.second(timestamp[:19])
                 if base is not None:
                     return base + fraction
         return epoch(timestamp)
+
+    def second(self, text: str) -> float | None:
+        """Naive "YYYY-MM-DDTHH:MM:SS" as epoch seconds (local time), cached; None for other text."""
+        base = self._seconds.get(text)
+        if base is None and _NAIVE_SECOND.fullmatch(text):
+            base = epoch(text)
+            if base is not None:
+                if len(self._seconds) >= 4096:  # logs move on: keep the recent seconds
+                    self._seconds.clear()
+                self._seconds[text] = base
+        return base
 
     def _journald(self, rec: Line) -> ParseResult | None:
         message = rec.MESSAGE

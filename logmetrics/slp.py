@@ -150,19 +150,23 @@ def _labels(p: Payload, md: Metadata, f: Facts, end_user_label: bool, model: str
         md.user_api_key_request_route, md.requester_ip_address, md.user_agent,
     )
     cached = _LABELS.get(key)
-    if cached is None:
-        if len(_STRINGS) >= _MAX_STRINGS:
-            _STRINGS.clear()
-        interned = tuple(map(_STRINGS.setdefault, key, key))
-        (end_user, key_hash, key_alias, group, team, team_alias, user, email, org, org_alias, model, model_id,
-         api_base, provider, tier, route, client_ip, user_agent) = interned
-        cached = Labels(  # positional, in Labels' field order: a third faster than by keyword
-            end_user, key_hash, key_alias, group, group, team, team_alias, user, email, org, org_alias, model,
-            model, model_id, api_base, provider, tier, route, client_ip, user_agent, "200",
-        )
-        if len(_LABELS) >= _MAX_CACHED_LABELS:
-            _LABELS.clear()
-        _LABELS[interned] = cached
+    return cached if cached is not None else labels_200(key)
+
+
+def labels_200(key: tuple[str | None, ...]) -> Labels:
+    """A success's Labels from the 18 label values `_labels` gathers (in its order), cached."""
+    if len(_STRINGS) >= _MAX_STRINGS:
+        _STRINGS.clear()
+    interned = tuple(map(_STRINGS.setdefault, key, key))
+    (end_user, key_hash, key_alias, group, team, team_alias, user, email, org, org_alias, model, model_id,
+     api_base, provider, tier, route, client_ip, user_agent) = interned
+    cached = Labels(  # positional, in Labels' field order: a third faster than by keyword
+        end_user, key_hash, key_alias, group, group, team, team_alias, user, email, org, org_alias, model,
+        model, model_id, api_base, provider, tier, route, client_ip, user_agent, "200",
+    )
+    if len(_LABELS) >= _MAX_CACHED_LABELS:
+        _LABELS.clear()
+    _LABELS[interned] = cached
     return cached
 
 
