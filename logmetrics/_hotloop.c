@@ -1,0 +1,1646 @@
+/* The replay's hot loop, fused: one JSON line -> LiteLLM's rules -> the aggregator's accumulators.
+ *
+ * See hotloop.py for the contract: Loop.feed(lines) has exactly the effect of
+ *     for line in lines: agg.add(parse(line))
+ * It takes a line itself only when it can prove the Python path gives the same result, and hands
+ * every other line to that path (`fallback`). It takes: StandardLoggingPayload and logmetrics
+ * request records of successes, and compact request records. Everything unusual is declined:
+ * escapes or non-ASCII bytes in typed strings, duplicate keys, numbers a float does not hold
+ * exactly where exactness matters, time forms other than the ones LiteLLM writes, anything msgspec
+ * would reject or that might raise in slp.py / parse.py.
+ *
+ * The rules follow slp.py (event_from_payload), parse.py (_compact_record, _compact_time) and
+ * aggregate.py (_request, _success, _observe, _view, set_state) line by line; the comments name
+ * the Python they mirror. tests/test_hotloop.py holds both paths to identical results.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------------
+ * JSON values of typed fields
+ */
+enum { V_ABSENT = 0, V_NULL, V_STR, V_INT, V_FLOAT, V_TRUE, V_FALSE, V_OBJ, V_RAW };
+
+typedef struct {
+    unsigned char t;
+    const char *p; /* V_STR: the text between the quotes (plain ASCII, no escapes); V_RAW: the value */
+    Py_ssize_t n;
+    int64_t i;     /* V_INT */
+    double d;      /* V_INT (as float) and V_FLOAT */
+} Val;
+
+/* field kinds, as records.py types them */
+enum {
+    K_STR,    /* str | None */
+    K_FLOAT,  /* float | None (an integer is converted) */
+    K_BOOL,   /* bool | None */
+    K_COUNT,  /* Count | None: an integer 0..2**53 */
+    K_COUNTF, /* Count | float | None */
+    K_STRINT, /* str | int | None */
+    K_INT,    /* int | None */
+    K_TIME,   /* str | float | None */
+    K_RAW,    /* msgspec.Raw: any value, kept as text */
+    K_OBJ,    /* a Struct | None */
+    K_DICT,   /* dict[str, str | None] | None (a child schema names the keys read) */
+    K_NO,     /* present at all: decline (journald envelopes, ...) */
+    K_TEXT,   /* str | None that the loop never reads (messages): escapes allowed, ASCII only */
+};
+
+#define MAXF 48
+
+typedef struct Schema {
+    const char *names[MAXF];
+    unsigned char kinds[MAXF];
+    const struct Schema *children[MAXF];
+    int n;
+    signed char table[256][4]; /* hash -> field indices, -1 terminated */
+    unsigned char lens[MAXF];
+} Schema;
+
+static unsigned key_hash(const char *k, Py_ssize_t n) {
+    return ((unsigned)n * 7u + (unsigned char)k[0] * 3u + (unsigned char)k[n - 1] * 5u +
+            (unsigned char)k[n / 2] * 11u) & 255u;
+}
+
+static int schema_index(Schema *s) {
+    memset(s->table, -1, sizeof s->table);
+    for (int f = 0; f < s->n; f++) {
+        const char *name = s->names[f];
+        s->lens[f] = (unsigned char)strlen(name);
+        unsigned h = key_hash(name, s->lens[f]);
+        int j = 0;
+        while (j < 3 && s->table[h][j] >= 0) j++;
+        if (j == 3) return -1;
+        s->table[h][j] = (signed char)f;
+    }
+    return 0;
+}
+
+static int schema_find(const Schema *s, const char *k, Py_ssize_t n) {
+    if (n == 0) return -1;
+    const signed char *c = s->table[key_hash(k, n)];
+    for (int j = 0; j < 4 && c[j] >= 0; j++) {
+        if (s->lens[c[j]] == n && memcmp(s->names[c[j]], k, (size_t)n) == 0) return c[j];
+    }
+    return -1;
+}
+
+/* The schemas: records.py's structs, field for field (the order here is the enum's). */
+enum { TD_CACHED, TD_WRITE, TD_CREATION, TD_AUDIO, TD_REASONING, TD_N };
+static Schema S_TD = {{"cached_tokens", "cache_write_tokens", "cache_creation_tokens", "audio_tokens",
+                       "reasoning_tokens"},
+                      {K_COUNTF, K_COUNTF, K_COUNTF, K_COUNTF, K_COUNTF}, {0}, TD_N, {{0}}};
+
+enum { U_PTD, U_CTD, U_TIER, U_CACHE_READ, U_CACHE_CREATION, U_IMAGES, U_VIDEO, U_N };
+static Schema S_USAGE = {{"prompt_tokens_details", "completion_tokens_details", "service_tier",
+                          "cache_read_input_tokens", "cache_creation_input_tokens", "output_image_count",
+                          "duration_seconds"},
+                         {K_OBJ, K_OBJ, K_STR, K_COUNTF, K_COUNTF, K_COUNTF, K_FLOAT}, {&S_TD, &S_TD}, U_N, {{0}}};
+
+enum { M_HASH, M_ALIAS, M_TEAM, M_TEAM_ALIAS, M_USER, M_EMAIL, M_ORG, M_ORG_ALIAS, M_END_USER, M_ROUTE, M_IP,
+       M_AGENT, M_USAGE, M_N };
+static Schema S_MD = {{"user_api_key_hash", "user_api_key_alias", "user_api_key_team_id", "user_api_key_team_alias",
+                       "user_api_key_user_id", "user_api_key_user_email", "user_api_key_org_id",
+                       "user_api_key_org_alias", "user_api_key_end_user_id", "user_api_key_request_route",
+                       "requester_ip_address", "user_agent", "usage_object"},
+                      {K_STR, K_STR, K_STR, K_STR, K_STR, K_STR, K_STR, K_STR, K_STR, K_STR, K_STR, K_STR, K_OBJ},
+                      {[M_USAGE] = &S_USAGE}, M_N, {{0}}};
+
+static Schema S_HP = {{"litellm_overhead_time_ms"}, {K_FLOAT}, {0}, 1, {{0}}};
+static Schema S_EI = {{"error_code", "error_class", "llm_provider"}, {K_STRINT, K_STR, K_STR}, {0}, 3, {{0}}};
+static Schema S_ZCD = {{"reason"}, {K_STR}, {0}, 1, {{0}}};
+
+#define PAYLOAD_NAMES                                                                                             \
+    "status", "call_type", "model", "model_group", "model_id", "custom_llm_provider", "api_base", "startTime",   \
+        "endTime", "completionStartTime", "stream", "cache_hit", "prompt_tokens", "completion_tokens",            \
+        "total_tokens", "response_cost", "end_user", "metadata", "hidden_params", "error_information",             \
+        "error_str", "zero_cost_diagnostic", "response", "model_parameters"
+#define PAYLOAD_KINDS                                                                                             \
+    K_STR, K_STR, K_STR, K_STR, K_STR, K_STR, K_STR, K_FLOAT, K_FLOAT, K_FLOAT, K_BOOL, K_BOOL, K_COUNT, K_COUNT, \
+        K_COUNT, K_FLOAT, K_STR, K_OBJ, K_OBJ, K_OBJ, K_TEXT, K_OBJ, K_RAW, K_RAW
+enum { P_STATUS, P_CALL_TYPE, P_MODEL, P_GROUP, P_MODEL_ID, P_PROVIDER, P_API_BASE, P_START, P_END, P_COMPLETION,
+       P_STREAM, P_CACHE_HIT, P_PROMPT, P_COMPLETION_TOKENS, P_TOTAL, P_COST, P_END_USER, P_METADATA, P_HIDDEN,
+       P_ERROR_INFO, P_ERROR_STR, P_ZERO_COST, P_RESPONSE, P_MODEL_PARAMETERS, P_N };
+#define PAYLOAD_CHILDREN [P_METADATA] = &S_MD, [P_HIDDEN] = &S_HP, [P_ERROR_INFO] = &S_EI, [P_ZERO_COST] = &S_ZCD
+
+static Schema S_PAYLOAD = {{PAYLOAD_NAMES}, {PAYLOAD_KINDS}, {PAYLOAD_CHILDREN}, P_N, {{0}}};
+
+enum { DS_NAME, DS_ID, DS_BASE, DS_PROVIDER, DS_N };
+static Schema S_STATE = {{"litellm_model_name", "model_id", "api_base", "api_provider"},
+                         {K_STR, K_STR, K_STR, K_STR}, {0}, DS_N, {{0}}};
+static Schema S_ANYDICT = {{0}, {0}, {0}, 0, {{0}}};
+
+enum { F_MODEL, F_STREAM, F_START, F_END, F_API_START, F_COMPLETION_START, F_HOOK_START, F_HOOK_END, F_QUEUE,
+       F_PROVIDER, F_END_USER, F_ORIGINAL_GROUP, F_MODEL_INFO_ID, F_TIER, F_SKIP, F_EXC_CLASS, F_EXC_STATUS,
+       F_DEPLOYMENT_LABELS, F_DEPLOYMENT_STATE, F_ERROR_MESSAGE, F_N };
+static Schema S_FACTS = {{"model", "stream", "start_time", "end_time", "api_call_start_time", "completion_start_time",
+                          "hook_start_time", "hook_end_time", "queue_time_seconds", "custom_llm_provider", "end_user",
+                          "original_model_group", "model_info_id", "service_tier", "skip_metrics", "exception_class",
+                          "exception_status", "deployment_labels", "deployment_state", "error_message"},
+                         {K_STR, K_BOOL, K_TIME, K_TIME, K_TIME, K_TIME, K_TIME, K_TIME, K_FLOAT, K_STR, K_STR, K_STR,
+                          K_STR, K_STR, K_BOOL, K_TEXT, K_TEXT, K_DICT, K_DICT, K_TEXT},
+                         {[F_DEPLOYMENT_LABELS] = &S_ANYDICT, [F_DEPLOYMENT_STATE] = &S_STATE}, F_N, {{0}}};
+
+static Schema S_TOKENS = {{"prompt", "completion", "total"}, {K_COUNT, K_COUNT, K_COUNT}, {0}, 3, {{0}}};
+
+enum { L_RECORD = P_N, L_VERSION, L_HOOK, L_TIME, L_PAYLOAD, L_FACTS, L_LABELS, L_PROVIDER, L_LATENCY, L_TOKENS,
+       L_ERROR, L_LEVEL, L_TIMESTAMP, L_MESSAGE, L_COMPONENT, L_CALL_ID, L_JOURNAL_MESSAGE, L_REALTIME, L_PRIORITY,
+       L_N };
+static Schema S_LINE = {
+    {PAYLOAD_NAMES, "logmetrics_record", "version", "hook", "time", "payload", "facts", "labels", "provider",
+     "latency_ms", "tokens", "error", "level", "timestamp", "message", "component", "litellm_call_id", "MESSAGE",
+     "__REALTIME_TIMESTAMP", "PRIORITY"},
+    {PAYLOAD_KINDS, K_STR, K_INT, K_STR, K_FLOAT, K_OBJ, K_OBJ, K_DICT, K_STR, K_FLOAT, K_OBJ, K_TEXT, K_STR, K_TIME,
+     K_TEXT, K_TEXT, K_TEXT, K_NO, K_NO, K_NO},
+    {PAYLOAD_CHILDREN, [L_PAYLOAD] = &S_PAYLOAD, [L_FACTS] = &S_FACTS, [L_LABELS] = &S_ANYDICT,
+     [L_TOKENS] = &S_TOKENS},
+    L_N, {{0}}};
+
+/* Where each object's values live: an instance tree laid out once (the payload's metadata at top
+ * level and inside "payload" are different instances of one schema). */
+#define MAX_INST 32
+#define POOL 512
+typedef struct {
+    const Schema *sc;
+    int base;
+    int child[MAXF];
+} Inst;
+static Inst insts[MAX_INST];
+static int n_insts, pool_used;
+
+static int layout(const Schema *sc) {
+    if (n_insts == MAX_INST || pool_used + sc->n > POOL) return -1;
+    int id = n_insts++;
+    insts[id].sc = sc;
+    insts[id].base = pool_used;
+    pool_used += sc->n;
+    for (int f = 0; f < sc->n; f++) {
+        insts[id].child[f] = -1;
+        if (sc->children[f] != NULL) {
+            int c = layout(sc->children[f]);
+            if (c < 0) return -1;
+            insts[id].child[f] = c;
+        }
+    }
+    return id;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The scanner. Every function returns 0, or -1 to decline the line (never an exception).
+ */
+typedef struct {
+    const char *p, *end;
+    int depth;
+    Val *pool;
+} Scan;
+
+#define MAX_DEPTH 64
+
+static inline void ws(Scan *s) {
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')) s->p++;
+}
+
+static inline int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* byte classes inside a string: 0 plain ASCII, 1 the closing quote, 2 a backslash, 3 a control
+ * character (invalid), 4 a byte above 0x7e (not plain) */
+static unsigned char string_class[256];
+
+static void init_string_class(void) {
+    for (int c = 0; c < 256; c++) string_class[c] = c < 0x20 ? 3 : c > 0x7e ? 4 : 0;
+    string_class['"'] = 1;
+    string_class['\\'] = 2;
+}
+
+/* A string at s->p (its opening quote). *plain: no escape and printable ASCII only. */
+static int scan_string(Scan *s, const char **start, Py_ssize_t *len, int *plain) {
+    const unsigned char *p = (const unsigned char *)s->p + 1, *end = (const unsigned char *)s->end;
+    int pl = 1;
+    *start = (const char *)p;
+    for (;;) {
+        while (p < end && string_class[*p] == 0) p++;
+        if (p >= end) return -1;
+        switch (string_class[*p]) {
+        case 1:
+            *len = (const char *)p - *start;
+            *plain = pl;
+            s->p = (const char *)p + 1;
+            return 0;
+        case 2: {
+            pl = 0;
+            if (p + 1 >= end) return -1;
+            unsigned char e = p[1];
+            if (e == 'u') {
+                if (p + 5 >= end) return -1;
+                int v = 0;
+                for (int k = 2; k < 6; k++) {
+                    int h = hexval((char)p[k]);
+                    if (h < 0) return -1;
+                    v = v * 16 + h;
+                }
+                if (v >= 0xD800 && v <= 0xDFFF) return -1; /* surrogates: parse.py mends them */
+                p += 6;
+                continue;
+            }
+            if (e == 0 || !strchr("\"\\/bfnrt", e)) return -1;
+            p += 2;
+            continue;
+        }
+        case 3: return -1;
+        default:
+            pl = 0;
+            p++;
+        }
+    }
+}
+
+/* A number token: JSON's grammar exactly. */
+static int scan_number(Scan *s, int *is_int, int *negative, int *digits) {
+    const char *p = s->p, *end = s->end;
+    *negative = 0;
+    if (p < end && *p == '-') {
+        *negative = 1;
+        p++;
+    }
+    if (p >= end) return -1;
+    const char *d0 = p;
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < end && *p >= '0' && *p <= '9') p++;
+    } else {
+        return -1;
+    }
+    *digits = (int)(p - d0);
+    *is_int = 1;
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || !(*p >= '0' && *p <= '9')) return -1;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+        *is_int = 0;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p >= end || !(*p >= '0' && *p <= '9')) return -1;
+        while (p < end && *p >= '0' && *p <= '9') p++;
+        *is_int = 0;
+    }
+    s->p = p;
+    return 0;
+}
+
+static int lit(Scan *s, const char *word, size_t n) {
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0) return -1;
+    s->p += n;
+    return 0;
+}
+
+static int skip_value(Scan *s);
+
+static int skip_container(Scan *s, char close, int object) {
+    if (++s->depth > MAX_DEPTH) return -1;
+    s->p++;
+    ws(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        s->depth--;
+        return 0;
+    }
+    for (;;) {
+        if (object) {
+            const char *k;
+            Py_ssize_t kn;
+            int plain;
+            if (s->p >= s->end || *s->p != '"' || scan_string(s, &k, &kn, &plain)) return -1;
+            ws(s);
+            if (s->p >= s->end || *s->p != ':') return -1;
+            s->p++;
+            ws(s);
+        }
+        if (skip_value(s)) return -1;
+        ws(s);
+        if (s->p >= s->end) return -1;
+        if (*s->p == ',') {
+            s->p++;
+            ws(s);
+            continue;
+        }
+        if (*s->p == close) {
+            s->p++;
+            s->depth--;
+            return 0;
+        }
+        return -1;
+    }
+}
+
+static int skip_value(Scan *s) {
+    if (s->p >= s->end) return -1;
+    switch (*s->p) {
+    case '"': {
+        const char *k;
+        Py_ssize_t kn;
+        int plain;
+        return scan_string(s, &k, &kn, &plain);
+    }
+    case '{': return skip_container(s, '}', 1);
+    case '[': return skip_container(s, ']', 0);
+    case 't': return lit(s, "true", 4);
+    case 'f': return lit(s, "false", 5);
+    case 'n': return lit(s, "null", 4);
+    default: {
+        int is_int, neg, digits;
+        return scan_number(s, &is_int, &neg, &digits);
+    }
+    }
+}
+
+static int parse_int(const char *p, const char *end, int64_t *out) {
+    int neg = 0;
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (end - p > 18) return -1;
+    int64_t v = 0;
+    for (; p < end; p++) v = v * 10 + (*p - '0');
+    *out = neg ? -v : v;
+    return 0;
+}
+
+static int parse_object(Scan *s, int inst, int dict);
+
+/* A decimal number whose digits make an integer below 2**53 and whose power of ten is at most
+ * 22 either way: the quotient or product of two exact doubles, correctly rounded by IEEE (Clinger's
+ * fast path), as every correct parser gives it. Else 0: PyOS_string_to_double does it. */
+static int fast_float(const char *p, const char *end, double *out) {
+    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    int neg = 0, digits = 0, exp10 = 0;
+    uint64_t m = 0;
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (m || *p != '0') digits++;
+        m = m * 10 + (uint64_t)(*p - '0');
+        if (digits > 16) return 0;
+    }
+    if (p < end && *p == '.') {
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (m || *p != '0') digits++;
+            m = m * 10 + (uint64_t)(*p - '0');
+            exp10--;
+            if (digits > 16) return 0;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        int eneg = 0, e = 0;
+        if (*p == '+' || *p == '-') eneg = *p++ == '-';
+        for (; p < end && *p >= '0' && *p <= '9'; p++) {
+            e = e * 10 + (*p - '0');
+            if (e > 1000) return 0;
+        }
+        exp10 += eneg ? -e : e;
+    }
+    if (m > (UINT64_C(1) << 53) || exp10 < -22 || exp10 > 22) return 0;
+    double d = (double)m;
+    d = exp10 < 0 ? d / pow10[-exp10] : d * pow10[exp10];
+    *out = neg ? -d : d;
+    return 1;
+}
+
+/* One typed field's value into v. */
+static int read_field(Scan *s, int kind, int child_inst, Val *v) {
+    if (s->p >= s->end) return -1;
+    char c = *s->p;
+    if (c == 'n') {
+        if (kind == K_NO || lit(s, "null", 4)) return -1;
+        v->t = V_NULL;
+        return 0;
+    }
+    switch (kind) {
+    case K_NO: return -1;
+    case K_RAW: {
+        const char *start = s->p;
+        if (skip_value(s)) return -1;
+        v->t = V_RAW;
+        v->p = start;
+        v->n = s->p - start;
+        return 0;
+    }
+    case K_OBJ:
+    case K_DICT:
+        if (c != '{') return -1;
+        v->t = V_OBJ;
+        return parse_object(s, child_inst, kind == K_DICT);
+    case K_BOOL:
+        if (c == 't' && !lit(s, "true", 4)) {
+            v->t = V_TRUE;
+            return 0;
+        }
+        if (c == 'f' && !lit(s, "false", 5)) {
+            v->t = V_FALSE;
+            return 0;
+        }
+        return -1;
+    default: break;
+    }
+    if (c == '"') {
+        if (kind == K_TEXT) { /* valid escapes, no UTF-8 to check: the value is never used here */
+            const char *start = s->p + 1;
+            int plain;
+            if (scan_string(s, &v->p, &v->n, &plain)) return -1;
+            for (const char *q = start; q < s->p; q++)
+                if ((unsigned char)*q > 0x7e) return -1;
+            v->t = V_RAW;
+            return 0;
+        }
+        if (kind != K_STR && kind != K_STRINT && kind != K_TIME) return -1;
+        int plain;
+        if (scan_string(s, &v->p, &v->n, &plain) || !plain) return -1;
+        v->t = V_STR;
+        return 0;
+    }
+    if (c != '-' && !(c >= '0' && c <= '9')) return -1;
+    if (kind == K_STR || kind == K_TEXT) return -1;
+    const char *start = s->p;
+    int is_int, neg, digits;
+    if (scan_number(s, &is_int, &neg, &digits)) return -1;
+    if (is_int) {
+        if (parse_int(start, s->p, &v->i)) return -1;
+        if (kind == K_COUNT || kind == K_COUNTF) {
+            if (neg || v->i > (INT64_C(1) << 53)) return -1; /* msgspec: a ValidationError */
+        }
+        v->t = V_INT;
+        v->d = (double)v->i;
+        return 0;
+    }
+    if (kind == K_COUNT || kind == K_INT || kind == K_STRINT) return -1;
+    if (fast_float(start, s->p, &v->d)) {
+        v->t = V_FLOAT;
+        return 0;
+    }
+    char *stop;
+    double d = PyOS_string_to_double(start, &stop, NULL);
+    if (d == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    if (stop != s->p || !isfinite(d)) return -1;
+    v->t = V_FLOAT;
+    v->d = d;
+    return 0;
+}
+
+/* An object at s->p into instance `inst`'s values. A dict (K_DICT) takes any key, whose value
+ * must be a string or null, and the last of duplicate keys wins; a struct declines duplicates. */
+static int parse_object(Scan *s, int inst, int dict) {
+    const Inst *in = &insts[inst];
+    Val *vals = s->pool + in->base;
+    if (++s->depth > MAX_DEPTH) return -1;
+    s->p++;
+    ws(s);
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        s->depth--;
+        return 0;
+    }
+    for (;;) {
+        const char *k;
+        Py_ssize_t kn;
+        int plain;
+        if (s->p >= s->end || *s->p != '"' || scan_string(s, &k, &kn, &plain)) return -1;
+        if (!plain) return -1; /* an escaped key may name a field: decline */
+        ws(s);
+        if (s->p >= s->end || *s->p != ':') return -1;
+        s->p++;
+        ws(s);
+        int f = schema_find(in->sc, k, kn);
+        if (f < 0) {
+            if (dict) {
+                Val scratch = {0};
+                if (read_field(s, K_STR, -1, &scratch)) return -1;
+            } else if (skip_value(s)) {
+                return -1;
+            }
+        } else {
+            if (vals[f].t != V_ABSENT && !dict) return -1;
+            vals[f].t = V_ABSENT;
+            if (read_field(s, in->sc->kinds[f], in->child[f], &vals[f])) return -1;
+        }
+        ws(s);
+        if (s->p >= s->end) return -1;
+        if (*s->p == ',') {
+            s->p++;
+            ws(s);
+            continue;
+        }
+        if (*s->p == '}') {
+            s->p++;
+            s->depth--;
+            return 0;
+        }
+        return -1;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Instances and accessors
+ */
+static int I_LINE, I_MD, I_USAGE, I_PTD, I_CTD, I_HP, I_ZCD, I_PAY, I_PMD, I_PUSAGE, I_PPTD, I_PCTD, I_PHP, I_PZCD,
+    I_FACTS, I_STATE, I_TOKENS;
+
+typedef struct {
+    Val pool[POOL];
+} Rec;
+
+#define AT(R, inst, f) (&(R)->pool[insts[inst].base + (f)])
+
+typedef struct {
+    const char *p; /* NULL: None */
+    Py_ssize_t n;
+} Str;
+
+static inline Str str_of(const Val *v) {
+    Str s = {NULL, 0};
+    if (v->t == V_STR) {
+        s.p = v->p;
+        s.n = v->n;
+    }
+    return s;
+}
+
+static inline int is_set(const Val *v) { return v->t != V_ABSENT && v->t != V_NULL; }
+static inline int truthy_str(Str s) { return s.p != NULL && s.n > 0; }
+static inline int str_eq(Str a, Str b) {
+    if (a.p == NULL || b.p == NULL) return a.p == b.p;
+    return a.n == b.n && memcmp(a.p, b.p, (size_t)a.n) == 0;
+}
+static inline int str_is(Str a, const char *lit_) {
+    size_t n = strlen(lit_);
+    return a.p != NULL && (size_t)a.n == n && memcmp(a.p, lit_, n) == 0;
+}
+static inline Str or_empty(Str s) {
+    if (s.p == NULL || s.n == 0) {
+        s.p = "";
+        s.n = 0;
+    }
+    return s;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Times (slp.micros, slp.checked_time)
+ */
+static const double MAX_VALUE = 1e200;
+
+typedef struct {
+    int set;
+    int64_t us;
+} Micros;
+
+static int days_in_month(int y, int m) {
+    static const int d[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) return 29;
+    return d[m - 1];
+}
+
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int digits_at(const char *p, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* micros(): an epoch float in [0, 1e11), or naive "YYYY-MM-DDTHH:MM:SS[.ffffff]" (what the
+ * callback writes; wall() reads it with datetime.fromisoformat). Anything else declines. */
+static int micros(const Val *v, Micros *out) {
+    out->set = 0;
+    if (v->t == V_ABSENT || v->t == V_NULL) return 0;
+    if (v->t == V_INT || v->t == V_FLOAT) {
+        double x = v->d;
+        if (!(x >= 0.0 && x < 1e11)) return -1;
+        double whole;
+        double fraction = modf(x, &whole);
+        out->us = (int64_t)whole * 1000000 + (int64_t)nearbyint(fraction * 1e6);
+        out->set = 1;
+        return 0;
+    }
+    if (v->t != V_STR || (v->n != 19 && v->n != 26)) return -1;
+    const char *p = v->p;
+    int y, mo, d, h, mi, se, us = 0;
+    if (digits_at(p, 4, &y) || p[4] != '-' || digits_at(p + 5, 2, &mo) || p[7] != '-' || digits_at(p + 8, 2, &d) ||
+        p[10] != 'T' || digits_at(p + 11, 2, &h) || p[13] != ':' || digits_at(p + 14, 2, &mi) || p[16] != ':' ||
+        digits_at(p + 17, 2, &se))
+        return -1;
+    if (v->n == 26 && (p[19] != '.' || digits_at(p + 20, 6, &us))) return -1;
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59) return -1;
+    out->us = ((days_from_civil(y, mo, d) * 24 + h) * 3600 + mi * 60 + se) * INT64_C(1000000) + us;
+    out->set = 1;
+    return 0;
+}
+
+/* _seconds(): (end - start) / 10**6, correctly rounded as Python's int division is */
+typedef struct {
+    int set;
+    double v;
+} Opt;
+
+static int seconds(Micros a, Micros b, Opt *out) {
+    out->set = 0;
+    if (!a.set || !b.set) return 0;
+    int64_t diff = b.us - a.us;
+    if (diff > (INT64_C(1) << 53) || diff < -(INT64_C(1) << 53)) return -1;
+    out->set = 1;
+    out->v = (double)diff / 1e6;
+    return 0;
+}
+
+static inline int checked(Opt o) { return !o.set || (o.v >= 0 && o.v < MAX_VALUE) ? 0 : -1; }
+
+/* _positive(): a count LiteLLM adds; 0 = none. Declines a count that is not a whole number. */
+static int positive(const Val *v, int64_t *out) {
+    *out = 0;
+    if (v->t == V_INT) {
+        if (v->i > 0) *out = v->i;
+        return 0;
+    }
+    if (v->t == V_FLOAT) {
+        if (!(v->d > 0)) return 0;
+        if (v->d != floor(v->d) || v->d > 9007199254740992.0) return -1;
+        *out = (int64_t)v->d;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The Loop object
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *agg, *parse, *add, *payload_slot, *compact_slot, *second, *histogram, *success, *failure;
+    int h_first;           /* accumulator slot of the first histogram */
+    int n_hist;
+    double *bounds[8];
+    int n_bounds[8];
+    double max_time;
+    Py_ssize_t max_line;
+    int end_user_label;
+    PyObject *cache;       /* raw label values -> (acc, stats.__dict__ or None, folded, state key) */
+    PyObject *folded;      /* the same, for label sets folded into overflow series */
+    PyObject *state_keys;  /* deployment state keys, shared */
+    Py_ssize_t max_cached, max_state;
+    PyObject *generation;
+    char second_text[19];  /* the last naive second of a compact record, and its epoch */
+    double second_base;
+    int second_ok;
+    /* per feed */
+    PyObject *state, *state_records, *dropped_kinds, *max_series;
+    Py_ssize_t records;
+    double newest, oldest;
+    int have_times;
+} Loop;
+
+static PyObject *s_counts, *s_sum_exact, *s_requests, *s_failures, *s_prompt_tokens, *s_completion_tokens,
+    *s_spend_exact, *s_latency, *s_ttft, *s_records, *s_newest_time, *s_oldest_time, *s_state, *s_state_records,
+    *s_dropped_kinds, *s_max_series, *s_generation, *s_set_state, *s_dict, *i_one, *i_sketch_zero;
+
+static const double EXACT_SCALE = 1606938044258990275541962092341162602522202993782792835301376.0; /* 2**200 */
+
+static int add_to(PyObject *list, Py_ssize_t i, PyObject *n) {
+    PyObject *sum = PyNumber_Add(PyList_GET_ITEM(list, i), n);
+    if (sum == NULL) return -1;
+    PyList_SetItem(list, i, sum);
+    return 0;
+}
+
+static int add_int(PyObject *list, Py_ssize_t i, int64_t v) {
+    PyObject *n = PyLong_FromLongLong(v);
+    if (n == NULL) return -1;
+    int r = add_to(list, i, n);
+    Py_DECREF(n);
+    return r;
+}
+
+static int add_exact(PyObject *list, Py_ssize_t i, double v) { /* exact(v), inlined in aggregate.py */
+    PyObject *n = PyLong_FromDouble(v * EXACT_SCALE);
+    if (n == NULL) return -1;
+    int r = add_to(list, i, n);
+    Py_DECREF(n);
+    return r;
+}
+
+static int dict_add(PyObject *d, PyObject *key, PyObject *n) { /* d[key] = d.get(key, 0) + n */
+    PyObject *have = PyDict_GetItemWithError(d, key);
+    if (have == NULL && PyErr_Occurred()) return -1;
+    PyObject *sum = have == NULL ? Py_NewRef(n) : PyNumber_Add(have, n);
+    if (sum == NULL) return -1;
+    int r = PyDict_SetItem(d, key, sum);
+    Py_DECREF(sum);
+    return r;
+}
+
+static int attr_add(PyObject *obj, PyObject *name, PyObject *n) {
+    PyObject *have = PyObject_GetAttr(obj, name);
+    if (have == NULL) return -1;
+    PyObject *sum = PyNumber_Add(have, n);
+    Py_DECREF(have);
+    if (sum == NULL) return -1;
+    int r = PyObject_SetAttr(obj, name, sum);
+    Py_DECREF(sum);
+    return r;
+}
+
+/* aggregate._observe */
+static int observe(Loop *L, PyObject *acc, int slot, double value) {
+    int k = slot - L->h_first;
+    PyObject *h = PyList_GET_ITEM(acc, slot);
+    if (h == Py_None) {
+        PyObject *counts = PyList_New(L->n_bounds[k] + 1);
+        if (counts == NULL) return -1;
+        for (int i = 0; i <= L->n_bounds[k]; i++) PyList_SET_ITEM(counts, i, PyLong_FromLong(0));
+        h = PyObject_CallOneArg(L->histogram, counts);
+        Py_DECREF(counts);
+        if (h == NULL) return -1;
+        PyList_SetItem(acc, slot, h);
+    }
+    PyObject *counts = PyObject_GetAttr(h, s_counts);
+    if (counts == NULL) return -1;
+    const double *b = L->bounds[k];
+    int lo = 0, hi = L->n_bounds[k];
+    while (lo < hi) { /* bisect_left */
+        int mid = (lo + hi) / 2;
+        if (b[mid] < value)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int r = add_to(counts, lo, i_one);
+    Py_DECREF(counts);
+    if (r) return -1;
+    PyObject *n = PyLong_FromDouble(value * EXACT_SCALE);
+    if (n == NULL) return -1;
+    r = attr_add(h, s_sum_exact, n);
+    Py_DECREF(n);
+    return r;
+}
+
+/* aggregate.sketch_add */
+static int sketch_add(PyObject *stats, PyObject *name, double value) {
+    PyObject *sketch = PyDict_GetItemWithError(stats, name);
+    if (sketch == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "ModelStats without a sketch");
+        return -1;
+    }
+    PyObject *key = value > 0 ? PyLong_FromDouble(floor(log(value) * 50.0)) : Py_NewRef(i_sketch_zero);
+    if (key == NULL) return -1;
+    int r = dict_add(sketch, key, i_one);
+    Py_DECREF(key);
+    return r;
+}
+
+static int stats_add(PyObject *stats, PyObject *name, PyObject *n) { return dict_add(stats, name, n); }
+
+static int stats_add_int(PyObject *stats, PyObject *name, int64_t v) {
+    PyObject *n = PyLong_FromLongLong(v);
+    if (n == NULL) return -1;
+    int r = dict_add(stats, name, n);
+    Py_DECREF(n);
+    return r;
+}
+
+/* Aggregator.set_state, for a key already there or with room; else the Python method */
+static int set_state(Loop *L, PyObject *key, long value) {
+    PyObject *v = PyLong_FromLong(value);
+    if (v == NULL) return -1;
+    PyObject *have = PyDict_GetItemWithError(L->state, key);
+    int r;
+    if (have == NULL && PyErr_Occurred()) {
+        r = -1;
+    } else if (have != NULL || PyDict_GET_SIZE(L->state) < L->max_state) {
+        r = have != NULL ? PyDict_DelItem(L->state, key) : 0;
+        if (r == 0 && L->state_records != Py_None) r = dict_add(L->state_records, key, i_one);
+        if (r == 0) r = PyDict_SetItem(L->state, key, v);
+    } else {
+        PyObject *res = PyObject_CallMethodObjArgs(L->agg, s_set_state, key, v, NULL);
+        r = res == NULL ? -1 : 0;
+        Py_XDECREF(res);
+    }
+    Py_DECREF(v);
+    return r;
+}
+
+/* What a record adds; counts are 0 when absent (the event's None or 0 alike, as the Python adds
+ * them under `if value:`). */
+typedef struct {
+    int success;
+    double time;
+    double spend;
+    int64_t prompt, completion, total, cached, cache_creation, audio_in, reasoning, audio_out;
+    int64_t provider_read, provider_creation, images;
+    double video;
+    int cache_hit; /* -1 None, 0 False, 1 True */
+    Opt hist[6];   /* total, api, ttft, queue, overhead, per token */
+} Adds;
+
+/* Aggregator._request for a cached slot */
+static int apply(Loop *L, PyObject *entry, long state_value, const Adds *a) {
+    PyObject *acc = PyTuple_GET_ITEM(entry, 0), *stats = PyTuple_GET_ITEM(entry, 1);
+    PyObject *folded = PyTuple_GET_ITEM(entry, 2), *state_key = PyTuple_GET_ITEM(entry, 3);
+    double t = a->time;
+    if (t != 0.0) {
+        if (!L->have_times) {
+            L->newest = L->oldest = t;
+            L->have_times = 1;
+        } else {
+            if (t > L->newest) L->newest = t;
+            if (t < L->oldest) L->oldest = t;
+        }
+    }
+    L->records++;
+    if (add_to(acc, 0, i_one)) return -1;
+    if (folded == Py_True && dict_add(L->dropped_kinds, a->success ? L->success : L->failure, i_one)) return -1;
+    if (set_state(L, state_key, state_value)) return -1;
+    if (a->success) {
+        if (a->spend != 0.0 && add_exact(acc, 1, a->spend)) return -1;
+        if (add_int(acc, 2, a->total) || add_int(acc, 3, a->prompt) || add_int(acc, 4, a->completion)) return -1;
+        const int64_t more[] = {a->cached, a->cache_creation, a->audio_in, a->reasoning, a->audio_out};
+        for (int i = 0; i < 5; i++)
+            if (more[i] && add_int(acc, 5 + i, more[i])) return -1;
+        if (a->cache_hit == 1) {
+            if (add_to(acc, 10, i_one)) return -1;
+            if (a->total > 0 && add_int(acc, 12, a->total)) return -1;
+        } else if (a->cache_hit == 0 && add_to(acc, 11, i_one)) {
+            return -1;
+        }
+        for (int i = 0; i < 6; i++)
+            if (a->hist[i].set && observe(L, acc, L->h_first + i, a->hist[i].v)) return -1;
+        int more_at = L->h_first + L->n_hist;
+        if (a->provider_read && add_int(acc, more_at, a->provider_read)) return -1;
+        if (a->provider_creation && add_int(acc, more_at + 1, a->provider_creation)) return -1;
+        if (a->images && add_int(acc, more_at + 2, a->images)) return -1;
+        if (a->video != 0.0 && add_exact(acc, more_at + 3, a->video)) return -1;
+    }
+    if (stats == Py_None) return 0;
+    if (stats_add(stats, s_requests, i_one)) return -1;
+    if (!a->success) return stats_add(stats, s_failures, i_one);
+    if (stats_add_int(stats, s_prompt_tokens, a->prompt) || stats_add_int(stats, s_completion_tokens, a->completion))
+        return -1;
+    if (a->spend != 0.0) {
+        PyObject *n = PyLong_FromDouble(a->spend * EXACT_SCALE);
+        if (n == NULL || stats_add(stats, s_spend_exact, n)) {
+            Py_XDECREF(n);
+            return -1;
+        }
+        Py_DECREF(n);
+    }
+    if (a->hist[0].set && sketch_add(stats, s_latency, a->hist[0].v)) return -1;
+    if (a->hist[2].set && sketch_add(stats, s_ttft, a->hist[2].v)) return -1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Slot keys: the raw values that decide a slot, each as its bytes and a 0x01 end, or 0x00 for None
+ */
+typedef struct {
+    char buf[8192];
+    Py_ssize_t n;
+    int overflow;
+} Key;
+
+static inline void key_put(Key *k, Str s) {
+    if (s.p == NULL) {
+        if (k->n < (Py_ssize_t)sizeof k->buf) k->buf[k->n++] = 0;
+        else k->overflow = 1;
+        return;
+    }
+    if (k->n + s.n + 1 > (Py_ssize_t)sizeof k->buf) {
+        k->overflow = 1;
+        return;
+    }
+    memcpy(k->buf + k->n, s.p, (size_t)s.n);
+    k->n += s.n;
+    k->buf[k->n++] = 1;
+}
+
+static PyObject *py_str(Str s) {
+    if (s.p == NULL) Py_RETURN_NONE;
+    return PyUnicode_DecodeASCII(s.p, s.n, NULL);
+}
+
+static PyObject *state_tuple(const Str st[4]) {
+    PyObject *t = PyTuple_New(4);
+    if (t == NULL) return NULL;
+    for (int i = 0; i < 4; i++) {
+        PyObject *v = py_str(st[i]);
+        if (v == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, v);
+    }
+    return t;
+}
+
+#define MAX_FOLDED 2048 /* slots of label sets folded into overflow series kept (each ~0.5 KB) */
+
+/* The cache entry (borrowed) for `key`, or a new one from `make` (a slot tuple), or NULL with an
+ * exception set. */
+static PyObject *entry_for(Loop *L, Key *key, PyObject *(*make)(Loop *, void *), void *ctx, const Str st[4]) {
+    PyObject *kb = PyBytes_FromStringAndSize(key->buf, key->n);
+    if (kb == NULL) return NULL;
+    PyObject *entry = PyDict_GetItemWithError(L->cache, kb);
+    if (entry == NULL && !PyErr_Occurred()) entry = PyDict_GetItemWithError(L->folded, kb);
+    if (entry != NULL || PyErr_Occurred()) {
+        Py_DECREF(kb);
+        return entry;
+    }
+    PyObject *slot = make(L, ctx);
+    if (slot == NULL) {
+        Py_DECREF(kb);
+        return NULL;
+    }
+    PyObject *acc, *stats, *folded;
+    if (!PyTuple_Check(slot) || PyTuple_GET_SIZE(slot) != 3 || !PyList_Check(acc = PyTuple_GET_ITEM(slot, 0)) ||
+        PyList_GET_SIZE(acc) < L->h_first + L->n_hist + 4) {
+        PyErr_SetString(PyExc_TypeError, "a slot is (accumulator list, ModelStats or None, folded)");
+        Py_DECREF(slot);
+        Py_DECREF(kb);
+        return NULL;
+    }
+    stats = PyTuple_GET_ITEM(slot, 1);
+    folded = PyTuple_GET_ITEM(slot, 2);
+    PyObject *stats_dict = stats == Py_None ? Py_NewRef(Py_None) : PyObject_GetAttr(stats, s_dict);
+    PyObject *sk = state_tuple(st);
+    if (sk != NULL) { /* one tuple per deployment, shared by its label sets' entries */
+        if (PyDict_GET_SIZE(L->state_keys) >= MAX_FOLDED) PyDict_Clear(L->state_keys);
+        PyObject *shared = PyDict_SetDefault(L->state_keys, sk, sk);
+        Py_XINCREF(shared);
+        Py_SETREF(sk, shared);
+    }
+    if (stats_dict == NULL || sk == NULL) {
+        Py_XDECREF(stats_dict);
+        Py_XDECREF(sk);
+        Py_DECREF(slot);
+        Py_DECREF(kb);
+        return NULL;
+    }
+    entry = PyTuple_Pack(4, acc, stats_dict, PyObject_IsTrue(folded) ? Py_True : Py_False, sk);
+    Py_DECREF(stats_dict);
+    Py_DECREF(sk);
+    Py_DECREF(slot);
+    if (entry == NULL) {
+        Py_DECREF(kb);
+        return NULL;
+    }
+    /* as Aggregator._slots and _folded_slots: the slots of label sets with their own series stay
+     * (their number is capped), a bounded few of those folded into overflow series */
+    PyObject *cache = PyTuple_GET_ITEM(entry, 2) == Py_True ? L->folded : L->cache;
+    if (PyDict_GET_SIZE(cache) >= (cache == L->folded ? MAX_FOLDED : L->max_cached)) PyDict_Clear(cache);
+    int r = PyDict_SetItem(cache, kb, entry);
+    Py_DECREF(kb);
+    Py_DECREF(entry);
+    return r ? NULL : entry; /* borrowed: the cache holds it */
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Payloads (slp.event_from_payload, the success path)
+ */
+typedef struct {
+    Str values[18];
+    Str requested; /* the proxy family's requested_model when it differs, else None */
+    Str zero_cost;
+} PayloadCtx;
+
+static PyObject *make_payload_slot(Loop *L, void *vctx) {
+    PayloadCtx *c = vctx;
+    PyObject *values = PyTuple_New(18);
+    if (values == NULL) return NULL;
+    for (int i = 0; i < 18; i++) {
+        PyObject *v = py_str(c->values[i]);
+        if (v == NULL) {
+            Py_DECREF(values);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(values, i, v);
+    }
+    PyObject *requested = py_str(c->requested), *zero_cost = py_str(c->zero_cost);
+    PyObject *slot = NULL;
+    if (requested != NULL && zero_cost != NULL)
+        slot = PyObject_CallFunctionObjArgs(L->payload_slot, values, requested, zero_cost, NULL);
+    Py_DECREF(values);
+    Py_XDECREF(requested);
+    Py_XDECREF(zero_cost);
+    return slot;
+}
+
+static Str strip_provider(Str model, Str provider) {
+    if (truthy_str(model) && truthy_str(provider) && model.n > provider.n &&
+        memcmp(model.p, provider.p, (size_t)provider.n) == 0 && model.p[provider.n] == '/') {
+        model.p += provider.n + 1;
+        model.n -= provider.n + 1;
+    }
+    return model;
+}
+
+static int raw_has_tier(const Val *v) {
+    static const char needle[] = "\"service_tier\"";
+    if (v->t != V_RAW) return 0;
+    for (Py_ssize_t i = 0; i + (Py_ssize_t)sizeof needle - 1 <= v->n; i++)
+        if (v->p[i] == '"' && memcmp(v->p + i, needle, sizeof needle - 1) == 0) return 1;
+    return 0;
+}
+
+/* 1 taken, 0 declined, -1 error */
+static int payload(Loop *L, Rec *R, int pay, int md, int usage, int ptd, int ctd, int hp, int zcd, int facts,
+                   const Val *time) {
+#define PV(f) AT(R, pay, f)
+#define MV(f) AT(R, md, f)
+#define FV(f) AT(R, facts, f)
+    int with_facts = facts >= 0;
+    if (str_is(str_of(PV(P_STATUS)), "failure")) return 0;
+    if (with_facts && FV(F_SKIP)->t == V_TRUE) return 0;
+    int has_md = PV(P_METADATA)->t == V_OBJ;
+    Val none = {0};
+#define MD(f) (has_md ? MV(f) : &none)
+    Str provider = str_of(PV(P_PROVIDER));
+    Str model = with_facts && is_set(FV(F_MODEL)) ? str_of(FV(F_MODEL)) : strip_provider(str_of(PV(P_MODEL)), provider);
+    int has_usage = has_md && MV(M_USAGE)->t == V_OBJ;
+    Str tier = {NULL, 0};
+    if (with_facts) {
+        tier = str_of(FV(F_TIER));
+    } else { /* slp._service_tier: the raw response and model parameters only when they name one */
+        if (raw_has_tier(PV(P_RESPONSE)) || raw_has_tier(PV(P_MODEL_PARAMETERS))) return 0;
+        if (has_usage) {
+            Str t = str_of(AT(R, usage, U_TIER));
+            if (truthy_str(t)) tier = t;
+        }
+    }
+    PayloadCtx c;
+    Str end_user = {NULL, 0};
+    if (with_facts)
+        end_user = str_of(FV(F_END_USER));
+    else if (L->end_user_label)
+        end_user = str_of(PV(P_END_USER));
+    Str group = str_of(PV(P_GROUP));
+    const Str values[18] = {end_user, str_of(MD(M_HASH)), str_of(MD(M_ALIAS)), group, str_of(MD(M_TEAM)),
+                            str_of(MD(M_TEAM_ALIAS)), str_of(MD(M_USER)), str_of(MD(M_EMAIL)), str_of(MD(M_ORG)),
+                            str_of(MD(M_ORG_ALIAS)), model, str_of(PV(P_MODEL_ID)), str_of(PV(P_API_BASE)), provider,
+                            tier, str_of(MD(M_ROUTE)), str_of(MD(M_IP)), str_of(MD(M_AGENT))};
+    memcpy(c.values, values, sizeof values);
+
+    /* times as whole microseconds */
+    Micros hook_start = {0}, hook_end = {0}, start, end, api_start = {0}, completion_start = {0}, m;
+    if (with_facts && micros(FV(F_HOOK_START), &hook_start)) return 0;
+    if (!hook_start.set && micros(PV(P_START), &hook_start)) return 0;
+    if (with_facts && micros(FV(F_HOOK_END), &hook_end)) return 0;
+    if (!hook_end.set && micros(PV(P_END), &hook_end)) return 0;
+    double end_time;
+    if (time != NULL && is_set(time))
+        end_time = time->d;
+    else
+        end_time = is_set(PV(P_END)) ? PV(P_END)->d : 0.0;
+    if (!(end_time >= 0.0 && end_time < L->max_time)) return 0;
+    start = hook_start;
+    end = hook_end;
+    int stream; /* -1 None */
+    Opt queue = {0};
+    if (with_facts) {
+        if (micros(FV(F_START), &m)) return 0;
+        if (m.set) start = m;
+        if (micros(FV(F_END), &m)) return 0;
+        if (m.set) end = m;
+        if (micros(FV(F_API_START), &api_start) || micros(FV(F_COMPLETION_START), &completion_start)) return 0;
+        stream = FV(F_STREAM)->t == V_TRUE ? 1 : FV(F_STREAM)->t == V_FALSE ? 0 : -1;
+        if (is_set(FV(F_QUEUE)) && FV(F_QUEUE)->d >= 0) {
+            queue.set = 1;
+            queue.v = FV(F_QUEUE)->d;
+        }
+    } else {
+        if (PV(P_CACHE_HIT)->t != V_TRUE) api_start = hook_start;
+        if (micros(PV(P_COMPLETION), &completion_start)) return 0;
+        stream = PV(P_STREAM)->t == V_TRUE ? 1 : PV(P_STREAM)->t == V_FALSE ? 0 : -1;
+    }
+    Adds a;
+    memset(&a, 0, sizeof a);
+    a.success = 1;
+    a.time = end_time;
+    Opt total;
+    if (seconds(start, end, &total)) return 0;
+    if (total.set && queue.set) total.v += queue.v;
+    int64_t completion_tokens = is_set(PV(P_COMPLETION_TOKENS)) ? PV(P_COMPLETION_TOKENS)->i : -1;
+    Opt per_token = {0};
+    if (completion_tokens > 0 && hook_start.set && hook_end.set) {
+        int64_t us = 0;
+        if (stream == 1 && completion_start.set) us = completion_start.us - hook_start.us;
+        if (us == 0) us = hook_end.us - hook_start.us;
+        if (us > (INT64_C(1) << 53) || us < -(INT64_C(1) << 53)) return 0;
+        per_token.set = 1;
+        per_token.v = ((double)us / 1e6) / (double)completion_tokens;
+    }
+    /* usage */
+    int has_ptd = has_usage && AT(R, usage, U_PTD)->t == V_OBJ, has_ctd = has_usage && AT(R, usage, U_CTD)->t == V_OBJ;
+    const Val *cache_write = &none;
+    if (has_ptd) {
+        if (AT(R, ptd, TD_WRITE)->t == V_INT)
+            cache_write = AT(R, ptd, TD_WRITE);
+        else if (AT(R, ptd, TD_CREATION)->t == V_INT)
+            cache_write = AT(R, ptd, TD_CREATION);
+    }
+    if (has_ptd && (positive(AT(R, ptd, TD_CACHED), &a.cached) || positive(AT(R, ptd, TD_AUDIO), &a.audio_in)))
+        return 0;
+    if (positive(cache_write, &a.cache_creation)) return 0;
+    if (has_ctd && (positive(AT(R, ctd, TD_REASONING), &a.reasoning) || positive(AT(R, ctd, TD_AUDIO), &a.audio_out)))
+        return 0;
+    if (has_usage) { /* slp._provider_cache_tokens: integers only */
+        const Val *read = AT(R, usage, U_CACHE_READ);
+        if (!is_set(read)) read = has_ptd ? AT(R, ptd, TD_CACHED) : &none;
+        const Val *write = AT(R, usage, U_CACHE_CREATION);
+        if (!is_set(write)) write = cache_write;
+        if (read->t == V_INT && read->i > 0) a.provider_read = read->i;
+        if (write->t == V_INT && write->i > 0) a.provider_creation = write->i;
+        if (positive(AT(R, usage, U_IMAGES), &a.images)) return 0;
+        const Val *video = AT(R, usage, U_VIDEO);
+        if (is_set(video) && video->d > 0) {
+            if (!(video->d < MAX_VALUE)) return 0;
+            a.video = video->d;
+        }
+    }
+    Opt overhead = {0};
+    if (PV(P_HIDDEN)->t == V_OBJ) {
+        const Val *o = AT(R, hp, 0);
+        if (is_set(o) && o->d != 0.0) {
+            overhead.set = 1;
+            overhead.v = o->d / 1000;
+        }
+    }
+    /* the proxy family's requested model, and the deployment state write */
+    c.requested.p = NULL;
+    c.requested.n = 0;
+    if (with_facts) {
+        Str original = str_of(FV(F_ORIGINAL_GROUP));
+        if (truthy_str(original) && !str_eq(original, group)) c.requested = original;
+    }
+    Str st[4];
+    int recorded_state = with_facts && FV(F_DEPLOYMENT_STATE)->t == V_OBJ;
+    Str info = with_facts ? str_of(FV(F_MODEL_INFO_ID)) : (Str){NULL, 0};
+    if (recorded_state) {
+        for (int i = 0; i < 4; i++) st[i] = str_of(AT(R, I_STATE, i));
+    } else { /* from the label values (model, model_id, api_base, provider) and the model info id */
+        st[0] = or_empty(model);
+        st[1] = truthy_str(info) ? info : or_empty(str_of(PV(P_MODEL_ID)));
+        st[2] = or_empty(str_of(PV(P_API_BASE)));
+        st[3] = or_empty(provider);
+    }
+    a.spend = is_set(PV(P_COST)) ? PV(P_COST)->d : 0.0;
+    if (!(a.spend > -MAX_VALUE && a.spend < MAX_VALUE)) return 0;
+    a.prompt = is_set(PV(P_PROMPT)) ? PV(P_PROMPT)->i : 0;
+    a.completion = completion_tokens > 0 ? completion_tokens : 0;
+    a.total = is_set(PV(P_TOTAL)) ? PV(P_TOTAL)->i : 0;
+    a.cache_hit = PV(P_CACHE_HIT)->t == V_TRUE ? 1 : PV(P_CACHE_HIT)->t == V_FALSE ? 0 : -1;
+    a.hist[0] = total;
+    if (seconds(api_start, end, &a.hist[1])) return 0;
+    if (stream == 1 && seconds(api_start, completion_start, &a.hist[2])) return 0;
+    a.hist[3] = queue;
+    a.hist[4] = overhead;
+    a.hist[5] = per_token;
+    for (int i = 0; i < 6; i++)
+        if (checked(a.hist[i])) return 0;
+    c.zero_cost = PV(P_ZERO_COST)->t == V_OBJ ? str_of(AT(R, zcd, 0)) : (Str){NULL, 0};
+
+    Key key;
+    key.n = 0;
+    key.overflow = 0;
+    key.buf[key.n++] = 'p';
+    for (int i = 0; i < 18; i++) key_put(&key, c.values[i]);
+    key_put(&key, c.requested);
+    key_put(&key, c.zero_cost);
+    if (recorded_state) {
+        key_put(&key, (Str){"s", 1});
+        for (int i = 0; i < 4; i++) key_put(&key, st[i]);
+    } else {
+        key_put(&key, (Str){"i", 1});
+        key_put(&key, truthy_str(info) ? info : (Str){NULL, 0});
+    }
+    if (key.overflow) return 0;
+    PyObject *entry = entry_for(L, &key, make_payload_slot, &c, st);
+    if (entry == NULL) return -1;
+    return apply(L, entry, 0, &a) ? -1 : 1;
+#undef PV
+#undef MV
+#undef FV
+#undef MD
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Compact records (parse._compact_record)
+ */
+typedef struct {
+    Str model, provider;
+    int failed;
+} CompactCtx;
+
+static PyObject *make_compact_slot(Loop *L, void *vctx) {
+    CompactCtx *c = vctx;
+    PyObject *model = py_str(c->model), *provider = py_str(c->provider), *slot = NULL;
+    if (model != NULL && provider != NULL)
+        slot = PyObject_CallFunctionObjArgs(L->compact_slot, model, provider, c->failed ? Py_True : Py_False, NULL);
+    Py_XDECREF(model);
+    Py_XDECREF(provider);
+    return slot;
+}
+
+/* parse._compact_time, for naive "YYYY-MM-DDTHH:MM:SS.fff" and epoch numbers; 1 ok, 0 decline, -1 error */
+static int compact_time(Loop *L, const Val *ts, double *out) {
+    if (ts->t == V_ABSENT || ts->t == V_NULL) {
+        *out = 0.0;
+        return 1;
+    }
+    if (ts->t == V_INT || ts->t == V_FLOAT) { /* parse.epoch */
+        double x = ts->d;
+        if (x > 1e14)
+            x = x / 1e6;
+        else if (x > 1e11)
+            x = x / 1e3;
+        if (!(x >= 0.0 && x < L->max_time)) return 0;
+        *out = x;
+        return 1;
+    }
+    const char *p = ts->p;
+    if (ts->n != 23 || p[19] != '.') return 0;
+    int ms;
+    if (digits_at(p + 20, 3, &ms)) return 0;
+    if (!L->second_ok || memcmp(L->second_text, p, 19) != 0) {
+        PyObject *text = PyUnicode_DecodeASCII(p, 19, NULL);
+        if (text == NULL) return -1;
+        PyObject *base = PyObject_CallOneArg(L->second, text);
+        Py_DECREF(text);
+        if (base == NULL) return -1;
+        if (base == Py_None) {
+            Py_DECREF(base);
+            return 0;
+        }
+        L->second_base = PyFloat_AsDouble(base);
+        Py_DECREF(base);
+        if (L->second_base == -1.0 && PyErr_Occurred()) return -1;
+        memcpy(L->second_text, p, 19);
+        L->second_ok = 1;
+    }
+    *out = L->second_base + (double)(ms * 1000) / 1e6;
+    return 1;
+}
+
+static int compact(Loop *L, Rec *R) {
+#define LV(f) AT(R, I_LINE, f)
+    Adds a;
+    memset(&a, 0, sizeof a);
+    int r = compact_time(L, LV(L_TIMESTAMP), &a.time);
+    if (r <= 0) return r;
+    Str level = str_of(LV(L_LEVEL));
+    int failed;
+    if (level.p == NULL || str_is(level, "INFO") || str_is(level, "DEBUG") || str_is(level, "WARNING"))
+        failed = 0;
+    else if (str_is(level, "ERROR") || str_is(level, "CRITICAL"))
+        failed = 1;
+    else
+        return 0;
+    const Val *latency = LV(L_LATENCY);
+    if (is_set(latency) && !(latency->d >= 0 && latency->d < MAX_VALUE)) return 0;
+    CompactCtx c = {str_of(LV(P_MODEL)), str_of(LV(L_PROVIDER)), failed};
+    a.success = !failed;
+    if (!failed) {
+        if (LV(L_TOKENS)->t == V_OBJ) {
+            const Val *t = AT(R, I_TOKENS, 0);
+            a.prompt = is_set(&t[0]) ? t[0].i : 0;
+            a.completion = is_set(&t[1]) ? t[1].i : 0;
+            a.total = is_set(&t[2]) ? t[2].i : 0;
+        }
+        a.cache_hit = -1;
+        if (is_set(latency)) {
+            a.hist[0].set = 1;
+            a.hist[0].v = latency->d / 1000;
+        }
+    }
+    Str st[4] = {c.model, {"", 0}, {"", 0}, or_empty(c.provider)};
+    Key key;
+    key.n = 0;
+    key.overflow = 0;
+    key.buf[key.n++] = failed ? 'F' : 'c';
+    key_put(&key, c.model);
+    key_put(&key, c.provider);
+    if (key.overflow) return 0;
+    PyObject *entry = entry_for(L, &key, make_compact_slot, &c, st);
+    if (entry == NULL) return -1;
+    return apply(L, entry, failed, &a) ? -1 : 1;
+#undef LV
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * One line: 1 taken, 0 declined, -1 error (parse._dispatch's order)
+ */
+static int take(Loop *L, const char *line, Py_ssize_t n, Rec *R) {
+    if (n == 0 || n > L->max_line || line[0] != '{') return 0;
+    /* parse.py mends lone surrogates first (re-encoding the line): leave such lines to it */
+    for (const char *q = line; (q = memchr(q, '\\', (size_t)(line + n - q))) != NULL; q++)
+        if (q + 2 < line + n && q[1] == 'u' && (q[2] == 'd' || q[2] == 'D')) return 0;
+    memset(R, 0, sizeof(Val) * (size_t)pool_used);
+    Scan s = {line, line + n, 0, R->pool};
+    if (parse_object(&s, I_LINE, 0)) return 0;
+    ws(&s);
+    if (s.p != s.end) return 0;
+#define LV(f) AT(R, I_LINE, f)
+    if (is_set(LV(L_RECORD))) {
+        if (!str_is(str_of(LV(L_RECORD)), "request") || LV(L_VERSION)->t != V_INT || LV(L_VERSION)->i != 1) return 0;
+        if (!str_is(str_of(LV(L_HOOK)), "success") || LV(L_PAYLOAD)->t != V_OBJ) return 0;
+        return payload(L, R, I_PAY, I_PMD, I_PUSAGE, I_PPTD, I_PCTD, I_PHP, I_PZCD, I_FACTS, LV(L_TIME));
+        /* facts null: `rec.facts or _EMPTY_FACTS`, an empty Facts: all fields absent, as here */
+    }
+    if (is_set(LV(P_STATUS)) && (is_set(LV(P_CALL_TYPE)) || is_set(LV(P_GROUP))))
+        return payload(L, R, I_LINE, I_MD, I_USAGE, I_PTD, I_CTD, I_HP, I_ZCD, -1, NULL);
+    if (is_set(LV(P_MODEL)) && (is_set(LV(L_LATENCY)) || is_set(LV(L_TOKENS)))) return compact(L, R);
+    return 0;
+#undef LV
+}
+
+static int flush(Loop *L) {
+    int r = 0;
+    if (L->records) {
+        PyObject *n = PyLong_FromSsize_t(L->records);
+        r = n == NULL ? -1 : attr_add(L->agg, s_records, n);
+        Py_XDECREF(n);
+        L->records = 0;
+    }
+    if (L->have_times && r == 0) {
+        PyObject *have = PyObject_GetAttr(L->agg, s_newest_time);
+        if (have == NULL) return -1;
+        if (have == Py_None || PyFloat_AsDouble(have) < L->newest) {
+            PyObject *v = PyFloat_FromDouble(L->newest);
+            r = v == NULL ? -1 : PyObject_SetAttr(L->agg, s_newest_time, v);
+            Py_XDECREF(v);
+        }
+        Py_DECREF(have);
+        have = PyObject_GetAttr(L->agg, s_oldest_time);
+        if (have == NULL) return -1;
+        if (r == 0 && (have == Py_None || PyFloat_AsDouble(have) > L->oldest)) {
+            PyObject *v = PyFloat_FromDouble(L->oldest);
+            r = v == NULL ? -1 : PyObject_SetAttr(L->agg, s_oldest_time, v);
+            Py_XDECREF(v);
+        }
+        Py_DECREF(have);
+        L->have_times = 0;
+    }
+    return r;
+}
+
+static int begin(Loop *L) {
+    PyObject *gen = PyObject_GetAttr(L->agg, s_generation);
+    if (gen == NULL) return -1;
+    int same = L->generation != NULL ? PyObject_RichCompareBool(gen, L->generation, Py_EQ) : 0;
+    if (same < 0) {
+        Py_DECREF(gen);
+        return -1;
+    }
+    if (!same) {
+        PyDict_Clear(L->cache);
+        PyDict_Clear(L->folded);
+        PyDict_Clear(L->state_keys);
+    }
+    Py_XSETREF(L->generation, gen);
+    Py_XSETREF(L->state, PyObject_GetAttr(L->agg, s_state));
+    Py_XSETREF(L->state_records, PyObject_GetAttr(L->agg, s_state_records));
+    Py_XSETREF(L->dropped_kinds, PyObject_GetAttr(L->agg, s_dropped_kinds));
+    Py_XSETREF(L->max_series, PyObject_GetAttr(L->agg, s_max_series));
+    if (L->state == NULL || L->state_records == NULL || L->dropped_kinds == NULL || L->max_series == NULL) return -1;
+    if (!PyDict_Check(L->state) || !PyDict_Check(L->dropped_kinds) || !PyLong_Check(L->max_series) ||
+        (L->state_records != Py_None && !PyDict_Check(L->state_records))) {
+        PyErr_SetString(PyExc_TypeError, "not an Aggregator");
+        return -1;
+    }
+    Py_ssize_t max_series = PyLong_AsSsize_t(L->max_series);
+    if (max_series == -1 && PyErr_Occurred()) return -1;
+    /* a label set can come with several deployment states: room for a few per series */
+    L->max_state = max_series;
+    L->max_cached = max_series < 100000 ? max_series + max_series / 4 + 1024 : 200000;
+    L->records = 0;
+    L->have_times = 0;
+    return 0;
+}
+
+static PyObject *Loop_feed(Loop *L, PyObject *lines) {
+    PyObject *it = PyObject_GetIter(lines);
+    if (it == NULL) return NULL;
+    if (begin(L)) {
+        Py_DECREF(it);
+        return NULL;
+    }
+    Rec *R = PyMem_Malloc(sizeof(Rec));
+    if (R == NULL) {
+        Py_DECREF(it);
+        return PyErr_NoMemory();
+    }
+    PyObject *line;
+    int failed = 0;
+    while ((line = PyIter_Next(it)) != NULL) {
+        int r = 0;
+        if (PyBytes_CheckExact(line)) {
+            r = take(L, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line), R);
+        }
+        if (r == 0) { /* the Python path: add(parse(line)) */
+            PyObject *res = PyObject_CallOneArg(L->parse, line);
+            PyObject *done = res == NULL ? NULL : PyObject_CallOneArg(L->add, res);
+            Py_XDECREF(res);
+            if (done == NULL) r = -1;
+            Py_XDECREF(done);
+        }
+        Py_DECREF(line);
+        if (r < 0) {
+            failed = 1;
+            break;
+        }
+    }
+    PyMem_Free(R);
+    Py_DECREF(it);
+    if (failed || PyErr_Occurred()) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (flush(L)) PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
+    if (flush(L)) return NULL;
+    Py_RETURN_NONE;
+}
+
+static int Loop_init(Loop *L, PyObject *args, PyObject *kwds) {
+    PyObject *bounds, *o[9];
+    if (L->cache != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Loop is initialised once");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOidnp", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
+                          &bounds, &L->h_first, &L->max_time, &L->max_line, &L->end_user_label))
+        return -1;
+    PyObject **refs[] = {&L->agg, &L->parse, &L->add, &L->payload_slot, &L->compact_slot, &L->second, &L->histogram,
+                         &L->success, &L->failure};
+    for (size_t i = 0; i < sizeof refs / sizeof *refs; i++) *refs[i] = Py_NewRef(o[i]);
+    if (!PyTuple_Check(bounds) || PyTuple_GET_SIZE(bounds) != 6) {
+        PyErr_SetString(PyExc_TypeError, "bounds: a tuple of the six histograms' bucket bounds");
+        return -1;
+    }
+    L->n_hist = 6;
+    for (int k = 0; k < 6; k++) {
+        PyObject *b = PyTuple_GET_ITEM(bounds, k);
+        if (!PyTuple_Check(b)) {
+            PyErr_SetString(PyExc_TypeError, "bounds: tuples of floats");
+            return -1;
+        }
+        L->n_bounds[k] = (int)PyTuple_GET_SIZE(b);
+        L->bounds[k] = PyMem_Malloc(sizeof(double) * (size_t)(L->n_bounds[k] + 1));
+        if (L->bounds[k] == NULL) return -1;
+        for (int i = 0; i < L->n_bounds[k]; i++) {
+            L->bounds[k][i] = PyFloat_AsDouble(PyTuple_GET_ITEM(b, i));
+            if (L->bounds[k][i] == -1.0 && PyErr_Occurred()) return -1;
+        }
+    }
+    L->cache = PyDict_New();
+    L->folded = PyDict_New();
+    L->state_keys = PyDict_New();
+    return L->cache == NULL || L->folded == NULL || L->state_keys == NULL ? -1 : 0;
+}
+
+static void Loop_dealloc(Loop *L) {
+    Py_XDECREF(L->agg);
+    Py_XDECREF(L->parse);
+    Py_XDECREF(L->add);
+    Py_XDECREF(L->payload_slot);
+    Py_XDECREF(L->compact_slot);
+    Py_XDECREF(L->second);
+    Py_XDECREF(L->histogram);
+    Py_XDECREF(L->success);
+    Py_XDECREF(L->failure);
+    Py_XDECREF(L->cache);
+    Py_XDECREF(L->folded);
+    Py_XDECREF(L->state_keys);
+    Py_XDECREF(L->generation);
+    Py_XDECREF(L->state);
+    Py_XDECREF(L->state_records);
+    Py_XDECREF(L->dropped_kinds);
+    Py_XDECREF(L->max_series);
+    for (int k = 0; k < 8; k++) PyMem_Free(L->bounds[k]);
+    Py_TYPE(L)->tp_free((PyObject *)L);
+}
+
+static PyObject *Loop_clear(Loop *L, PyObject *unused) {
+    PyDict_Clear(L->cache);
+    PyDict_Clear(L->folded);
+    PyDict_Clear(L->state_keys);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Loop_methods[] = {
+    {"clear", (PyCFunction)Loop_clear, METH_NOARGS, "clear(): forget the cached slots (they refill as lines come)."},
+    {"feed", (PyCFunction)Loop_feed, METH_O, "feed(lines): add(parse(line)) for each line, fused where it can be."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject LoopType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "logmetrics._hotloop.Loop",
+    .tp_basicsize = sizeof(Loop),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Loop_init,
+    .tp_dealloc = (destructor)Loop_dealloc,
+    .tp_methods = Loop_methods,
+    .tp_doc = "Loop(agg, parse, add, payload_slot, compact_slot, second, Histogram, SUCCESS, FAILURE, bounds, "
+              "first_histogram_slot, max_time, max_line_bytes, end_user_label)",
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hotloop", "The replay's fused hot loop (hotloop.py).",
+                                    -1, NULL, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__hotloop(void) {
+    init_string_class();
+    Schema *all[] = {&S_TD, &S_USAGE, &S_MD, &S_HP, &S_EI, &S_ZCD, &S_PAYLOAD, &S_STATE, &S_ANYDICT, &S_FACTS,
+                     &S_TOKENS, &S_LINE};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (schema_index(all[i])) {
+            PyErr_SetString(PyExc_RuntimeError, "_hotloop: field table collision");
+            return NULL;
+        }
+    n_insts = pool_used = 0;
+    I_LINE = layout(&S_LINE);
+    if (I_LINE < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "_hotloop: layout too big");
+        return NULL;
+    }
+    I_MD = insts[I_LINE].child[P_METADATA];
+    I_USAGE = insts[I_MD].child[M_USAGE];
+    I_PTD = insts[I_USAGE].child[U_PTD];
+    I_CTD = insts[I_USAGE].child[U_CTD];
+    I_HP = insts[I_LINE].child[P_HIDDEN];
+    I_ZCD = insts[I_LINE].child[P_ZERO_COST];
+    I_PAY = insts[I_LINE].child[L_PAYLOAD];
+    I_PMD = insts[I_PAY].child[P_METADATA];
+    I_PUSAGE = insts[I_PMD].child[M_USAGE];
+    I_PPTD = insts[I_PUSAGE].child[U_PTD];
+    I_PCTD = insts[I_PUSAGE].child[U_CTD];
+    I_PHP = insts[I_PAY].child[P_HIDDEN];
+    I_PZCD = insts[I_PAY].child[P_ZERO_COST];
+    I_FACTS = insts[I_LINE].child[L_FACTS];
+    I_STATE = insts[I_FACTS].child[F_DEPLOYMENT_STATE];
+    I_TOKENS = insts[I_LINE].child[L_TOKENS];
+
+#define INTERN(var, text)                                              \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL;
+    INTERN(s_counts, "counts")
+    INTERN(s_sum_exact, "sum_exact")
+    INTERN(s_requests, "requests")
+    INTERN(s_failures, "failures")
+    INTERN(s_prompt_tokens, "prompt_tokens")
+    INTERN(s_completion_tokens, "completion_tokens")
+    INTERN(s_spend_exact, "spend_exact")
+    INTERN(s_latency, "latency")
+    INTERN(s_ttft, "ttft")
+    INTERN(s_records, "records")
+    INTERN(s_newest_time, "newest_time")
+    INTERN(s_oldest_time, "oldest_time")
+    INTERN(s_state, "state")
+    INTERN(s_state_records, "_state_records")
+    INTERN(s_dropped_kinds, "_dropped_kinds")
+    INTERN(s_max_series, "max_series")
+    INTERN(s_generation, "generation")
+    INTERN(s_set_state, "set_state")
+    INTERN(s_dict, "__dict__")
+    if ((i_one = PyLong_FromLong(1)) == NULL || (i_sketch_zero = PyLong_FromLong(-1000000000L)) == NULL) return NULL;
+    if (PyType_Ready(&LoopType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddObjectRef(m, "Loop", (PyObject *)&LoopType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,82 @@
+"""The replay's hot loop, fused in C (`_hotloop.c`) for the records that make up big logs.
+
+`HotLoop.lines(lines)` has exactly the effect of `for line in lines: agg.add(parser.parse(line))`,
+which is what it does, in Python, for every line it does not take itself. It takes a line only
+when it can prove the Python path would give the same result: a StandardLoggingPayload or a
+logmetrics request record of a success, or a compact request record, with plain ASCII label
+values, numbers and times in the forms LiteLLM writes, and nothing msgspec would reject. For
+those it decodes the fields it needs, applies LiteLLM's rules (`slp.py`, `parse.py`) and updates
+the aggregator's accumulators in place (`aggregate.py`), without building the typed event.
+Label sets are still made in Python (`Aggregator.slot`, `slp.labels_200`), once per distinct
+set: the C side caches the slots by the record's raw label values, for one
+`Aggregator.generation`.
+
+Without a C compiler at install time the module is missing and the Python loop does it all;
+`LOGMETRICS_PURE_PYTHON=1` chooses that too. tests/test_hotloop.py holds both paths to the same
+results on real and generated records.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import msgspec
+
+from logmetrics.aggregate import _H_TOTAL, HISTOGRAMS, Aggregator, Histogram, ModelStats
+from logmetrics.events import EventKind, Labels
+from logmetrics.parse import Parser
+from logmetrics.slp import MAX_TIME, labels_200
+
+try:
+    from logmetrics import _hotloop  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler
+    _hotloop = None
+
+AVAILABLE = _hotloop is not None
+
+
+class HotLoop:
+    """Lines into one aggregator through one parser (see the module docstring)."""
+
+    def __init__(self, agg: Aggregator, parser: Parser) -> None:
+        assert _hotloop is not None
+        self.agg = agg
+        self.parser = parser
+        self._loop = _hotloop.Loop(
+            agg, parser.parse, agg.add, self._payload_slot, self._compact_slot, parser.second, Histogram,
+            EventKind.SUCCESS, EventKind.FAILURE, tuple(HISTOGRAMS.values()), _H_TOTAL, MAX_TIME,
+            parser.max_line_bytes, parser.end_user_label,
+        )
+
+    def lines(self, lines: Iterable[bytes]) -> None:
+        self._loop.feed(lines)
+
+    def drop_caches(self) -> None:
+        """Forget the slots cached in C (they refill as lines come): frees memory for a final render."""
+        self._loop.clear()
+
+    def _payload_slot(
+        self, values: tuple[str | None, ...], requested_model: str | None, zero_cost_reason: str | None
+    ) -> tuple[list[object], ModelStats | None, bool]:
+        """A success payload's slot: its 18 label values as `slp._labels` gathers them, and the
+        original model group when the proxy family's `requested_model` differs."""
+        labels = labels_200(values)
+        proxy = labels if requested_model is None else msgspec.structs.replace(labels, requested_model=requested_model)
+        return self.agg.slot(EventKind.SUCCESS, labels, None, proxy, zero_cost_reason)
+
+    def _compact_slot(
+        self, model: str | None, provider: str | None, failed: bool
+    ) -> tuple[list[object], ModelStats | None, bool]:
+        labels, _ = self.parser.compact_labels(model, provider, failed)
+        proxy: Labels | None = labels if failed else None
+        return self.agg.slot(EventKind.FAILURE if failed else EventKind.SUCCESS, labels, None, proxy, None)
+
+
+def hot_loop(agg: Aggregator, parser: Parser) -> HotLoop | None:
+    """The C loop for this aggregator, or None: not built, not wanted (`LOGMETRICS_PURE_PYTHON`),
+    or an aggregator with live rates (serve, tail: their batches are small, and the per-second ring
+    stays in Python)."""
+    if _hotloop is None or os.environ.get("LOGMETRICS_PURE_PYTHON") or agg.rates:
+        return None
+    return HotLoop(agg, parser)
