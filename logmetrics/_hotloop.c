@@ -306,7 +306,35 @@ static int lit(Scan *s, const char *word, size_t n) {
 
 static int skip_value(Scan *s);
 
-static int skip_container(Scan *s, char close, int object) {
+/* An object member's key and the colon after it. */
+static int member_key(Scan *s, const char **k, Py_ssize_t *kn, int *plain) {
+    if (s->p >= s->end || *s->p != '"' || scan_string(s, k, kn, plain)) return -1;
+    ws(s);
+    if (s->p >= s->end || *s->p != ':') return -1;
+    s->p++;
+    ws(s);
+    return 0;
+}
+
+/* After a member or element: 1 a comma (another one follows), 0 the closing bracket, -1 else. */
+static int next_member(Scan *s, char close) {
+    ws(s);
+    if (s->p >= s->end) return -1;
+    if (*s->p == ',') {
+        s->p++;
+        ws(s);
+        return 1;
+    }
+    if (*s->p == close) {
+        s->p++;
+        s->depth--;
+        return 0;
+    }
+    return -1;
+}
+
+/* An object or array at s->p: opened, and empty (0), or not (1); -1 too deep. */
+static int open_container(Scan *s, char close) {
     if (++s->depth > MAX_DEPTH) return -1;
     s->p++;
     ws(s);
@@ -315,32 +343,19 @@ static int skip_container(Scan *s, char close, int object) {
         s->depth--;
         return 0;
     }
-    for (;;) {
-        if (object) {
-            const char *k;
-            Py_ssize_t kn;
-            int plain;
-            if (s->p >= s->end || *s->p != '"' || scan_string(s, &k, &kn, &plain)) return -1;
-            ws(s);
-            if (s->p >= s->end || *s->p != ':') return -1;
-            s->p++;
-            ws(s);
-        }
-        if (skip_value(s)) return -1;
-        ws(s);
-        if (s->p >= s->end) return -1;
-        if (*s->p == ',') {
-            s->p++;
-            ws(s);
-            continue;
-        }
-        if (*s->p == close) {
-            s->p++;
-            s->depth--;
-            return 0;
-        }
-        return -1;
+    return 1;
+}
+
+static int skip_container(Scan *s, char close, int object) {
+    int more = open_container(s, close);
+    while (more > 0) {
+        const char *k;
+        Py_ssize_t kn;
+        int plain;
+        if ((object && member_key(s, &k, &kn, &plain)) || skip_value(s)) return -1;
+        more = next_member(s, close);
     }
+    return more;
 }
 
 static int skip_value(Scan *s) {
@@ -509,51 +524,25 @@ static int read_field(Scan *s, int kind, int child_inst, Val *v) {
 static int parse_object(Scan *s, int inst, int dict) {
     const Inst *in = &insts[inst];
     Val *vals = s->pool + in->base;
-    if (++s->depth > MAX_DEPTH) return -1;
-    s->p++;
-    ws(s);
-    if (s->p < s->end && *s->p == '}') {
-        s->p++;
-        s->depth--;
-        return 0;
-    }
-    for (;;) {
+    memset(vals, 0, sizeof(Val) * (size_t)in->sc->n); /* an object is parsed once: its fields start absent */
+    int more = open_container(s, '}');
+    while (more > 0) {
         const char *k;
         Py_ssize_t kn;
         int plain;
-        if (s->p >= s->end || *s->p != '"' || scan_string(s, &k, &kn, &plain)) return -1;
-        if (!plain) return -1; /* an escaped key may name a field: decline */
-        ws(s);
-        if (s->p >= s->end || *s->p != ':') return -1;
-        s->p++;
-        ws(s);
+        if (member_key(s, &k, &kn, &plain) || !plain) return -1; /* an escaped key may name a field */
         int f = schema_find(in->sc, k, kn);
         if (f < 0) {
-            if (dict) {
-                Val scratch = {0};
-                if (read_field(s, K_STR, -1, &scratch)) return -1;
-            } else if (skip_value(s)) {
-                return -1;
-            }
+            Val scratch = {0};
+            if (dict ? read_field(s, K_STR, -1, &scratch) : skip_value(s)) return -1;
         } else {
             if (vals[f].t != V_ABSENT && !dict) return -1;
             vals[f].t = V_ABSENT;
             if (read_field(s, in->sc->kinds[f], in->child[f], &vals[f])) return -1;
         }
-        ws(s);
-        if (s->p >= s->end) return -1;
-        if (*s->p == ',') {
-            s->p++;
-            ws(s);
-            continue;
-        }
-        if (*s->p == '}') {
-            s->p++;
-            s->depth--;
-            return 0;
-        }
-        return -1;
+        more = next_member(s, '}');
     }
+    return more;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -965,7 +954,7 @@ static PyObject *state_tuple(const Str st[4]) {
     return t;
 }
 
-#define MAX_FOLDED 2048 /* slots of label sets folded into overflow series kept (each ~0.5 KB) */
+#define MAX_FOLDED 8192 /* slots of label sets folded into overflow series kept (each ~0.4 KB: 3.4 MB) */
 
 /* The cache entry (borrowed) for `key`, or a new one from `make` (a slot tuple), or NULL with an
  * exception set. */
@@ -1366,7 +1355,9 @@ static int take(Loop *L, const char *line, Py_ssize_t n, Rec *R) {
     /* parse.py mends lone surrogates first (re-encoding the line): leave such lines to it */
     for (const char *q = line; (q = memchr(q, '\\', (size_t)(line + n - q))) != NULL; q++)
         if (q + 2 < line + n && q[1] == 'u' && (q[2] == 'd' || q[2] == 'D')) return 0;
-    memset(R, 0, sizeof(Val) * (size_t)pool_used);
+    /* the values read are those of the objects parsed (each clears its own), and the facts, read
+     * even when a request record has none */
+    memset(AT(R, I_FACTS, 0), 0, sizeof(Val) * F_N);
     Scan s = {line, line + n, 0, R->pool};
     if (parse_object(&s, I_LINE, 0)) return 0;
     ws(&s);
