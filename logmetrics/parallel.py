@@ -227,7 +227,7 @@ def _read_part(part: Part, settings: Settings, shared: Any) -> tuple[Aggregator,
 
     feed(part_lines(part, stats, settings.max_line_bytes), ingest.lines, report)
     report()
-    agg.drop_caches()
+    ingest.drop_caches()
     return agg, stats
 
 

@@ -17,6 +17,7 @@ from typing import Literal
 from logmetrics.aggregate import Aggregator
 from logmetrics.events import EventKind, LogEvent, ParseResult, RequestEvent, Skip, SkipReason
 from logmetrics.export import OpenMetricsBackfill
+from logmetrics.hotloop import hot_loop
 from logmetrics.parallel import feed, plan, replay_parts
 from logmetrics.parse import LEVELS, Parser
 from logmetrics.sources.archive import ReadStats, expand, plain_size, read_lines, rotation_key
@@ -86,13 +87,26 @@ class Ingest:
     filters: Filters = field(default_factory=Filters)
     backfill: OpenMetricsBackfill | None = None
 
+    def __post_init__(self) -> None:
+        self._hot = hot_loop(self.agg, self.parser)
+
     def lines(self, lines: Iterable[bytes]) -> None:
         parse, add, backfill = self.parser.parse, self.agg.add, self.backfill
         if not self.filters and backfill is None:  # the common case: nothing between parse and add
+            if self._hot is not None:
+                self._hot.lines(lines)
+                return
             for line in lines:
                 add(parse(line))  # add(None) (a blank line) does nothing
             return
         self.results(map(parse, lines))
+
+    def drop_caches(self) -> None:
+        """Forget what the loop caches for speed (everything is read: leave the memory to the exposition)."""
+        self.parser.drop_caches()
+        self.agg.drop_caches()
+        if self._hot is not None:
+            self._hot.drop_caches()
 
     def results(self, results: Iterable[ParseResult | None]) -> None:
         """Parsed lines into the aggregator, through the filters and the backfill."""
@@ -131,8 +145,7 @@ def replay(paths: list[str], ingest: Ingest, progress: Progress | None = None, j
             feed(read_lines(files, stats, ingest.parser.max_line_bytes), ingest.lines, report)
     ingest.agg.skip(SkipReason.TOO_LONG, stats.too_long)
     ingest.agg.skip(SkipReason.UNREADABLE, stats.unreadable)
-    ingest.parser.drop_caches()  # everything is read: leave the memory to the exposition
-    ingest.agg.drop_caches()
+    ingest.drop_caches()
     if ingest.backfill is not None:
         ingest.backfill.close(ingest.agg)
     return stats
