@@ -707,6 +707,7 @@ typedef struct {
     double second_base;
     int second_ok;
     /* per feed */
+    struct Block *blocks;  /* N_BLOCKS, then the scratch block (see Block) */
     PyObject *state, *state_records, *dropped_kinds, *max_series;
     Py_ssize_t records;
     double newest, oldest;
@@ -717,7 +718,6 @@ static PyObject *s_counts, *s_sum_exact, *s_requests, *s_failures, *s_prompt_tok
     *s_spend_exact, *s_latency, *s_ttft, *s_records, *s_newest_time, *s_oldest_time, *s_state, *s_state_records,
     *s_dropped_kinds, *s_max_series, *s_generation, *s_set_state, *s_dict, *i_one, *i_sketch_zero;
 
-static const double EXACT_SCALE = 1606938044258990275541962092341162602522202993782792835301376.0; /* 2**200 */
 
 static int add_to(PyObject *list, Py_ssize_t i, PyObject *n) {
     PyObject *sum = PyNumber_Add(PyList_GET_ITEM(list, i), n);
@@ -728,14 +728,6 @@ static int add_to(PyObject *list, Py_ssize_t i, PyObject *n) {
 
 static int add_int(PyObject *list, Py_ssize_t i, int64_t v) {
     PyObject *n = PyLong_FromLongLong(v);
-    if (n == NULL) return -1;
-    int r = add_to(list, i, n);
-    Py_DECREF(n);
-    return r;
-}
-
-static int add_exact(PyObject *list, Py_ssize_t i, double v) { /* exact(v), inlined in aggregate.py */
-    PyObject *n = PyLong_FromDouble(v * EXACT_SCALE);
     if (n == NULL) return -1;
     int r = add_to(list, i, n);
     Py_DECREF(n);
@@ -763,40 +755,6 @@ static int attr_add(PyObject *obj, PyObject *name, PyObject *n) {
     return r;
 }
 
-/* aggregate._observe */
-static int observe(Loop *L, PyObject *acc, int slot, double value) {
-    int k = slot - L->h_first;
-    PyObject *h = PyList_GET_ITEM(acc, slot);
-    if (h == Py_None) {
-        PyObject *counts = PyList_New(L->n_bounds[k] + 1);
-        if (counts == NULL) return -1;
-        for (int i = 0; i <= L->n_bounds[k]; i++) PyList_SET_ITEM(counts, i, PyLong_FromLong(0));
-        h = PyObject_CallOneArg(L->histogram, counts);
-        Py_DECREF(counts);
-        if (h == NULL) return -1;
-        PyList_SetItem(acc, slot, h);
-    }
-    PyObject *counts = PyObject_GetAttr(h, s_counts);
-    if (counts == NULL) return -1;
-    const double *b = L->bounds[k];
-    int lo = 0, hi = L->n_bounds[k];
-    while (lo < hi) { /* bisect_left */
-        int mid = (lo + hi) / 2;
-        if (b[mid] < value)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    int r = add_to(counts, lo, i_one);
-    Py_DECREF(counts);
-    if (r) return -1;
-    PyObject *n = PyLong_FromDouble(value * EXACT_SCALE);
-    if (n == NULL) return -1;
-    r = attr_add(h, s_sum_exact, n);
-    Py_DECREF(n);
-    return r;
-}
-
 /* aggregate.sketch_add */
 static int sketch_add(PyObject *stats, PyObject *name, double value) {
     PyObject *sketch = PyDict_GetItemWithError(stats, name);
@@ -810,8 +768,6 @@ static int sketch_add(PyObject *stats, PyObject *name, double value) {
     Py_DECREF(key);
     return r;
 }
-
-static int stats_add(PyObject *stats, PyObject *name, PyObject *n) { return dict_add(stats, name, n); }
 
 static int stats_add_int(PyObject *stats, PyObject *name, int64_t v) {
     PyObject *n = PyLong_FromLongLong(v);
@@ -855,9 +811,181 @@ typedef struct {
     Opt hist[6];   /* total, api, ttft, queue, overhead, per token */
 } Adds;
 
-/* Aggregator._request for a cached slot */
+/* Exact sums, as aggregate.exact() keeps them: integers in units of 2**-200. A value below
+ * MAX_VALUE (1e200 < 2**665) is below 2**865 in these units: 15 limbs of two's complement hold its
+ * sum over up to 2**94 additions. */
+#define LIMBS 15
+typedef struct {
+    uint64_t l[LIMBS];
+} Exact;
+
+/* x += int(v * 2.0**200), exactly (int() truncates toward zero) */
+static void exact_add(Exact *x, double v) {
+    if (v == 0.0) return;
+    int e;
+    double f = frexp(fabs(v), &e); /* |v| = f * 2**e, f in [0.5, 1) */
+    uint64_t m = (uint64_t)ldexp(f, 53);
+    int k = e - 53 + 200; /* |v| * 2**200 = m * 2**k */
+    if (k < 0) {
+        m = k <= -64 ? 0 : m >> -k;
+        k = 0;
+    }
+    if (m == 0) return;
+    int li = k / 64, sh = k % 64;
+    uint64_t part[2] = {m << sh, sh ? m >> (64 - sh) : 0};
+    if (v > 0) {
+        unsigned __int128 carry = 0;
+        for (int i = li; i < LIMBS && (i < li + 2 || carry); i++) {
+            unsigned __int128 t = (unsigned __int128)x->l[i] + (i < li + 2 ? part[i - li] : 0) + carry;
+            x->l[i] = (uint64_t)t;
+            carry = t >> 64;
+        }
+    } else {
+        uint64_t borrow = 0;
+        for (int i = li; i < LIMBS && (i < li + 2 || borrow); i++) {
+            uint64_t sub = i < li + 2 ? part[i - li] : 0;
+            uint64_t have = x->l[i];
+            uint64_t r = have - sub - borrow;
+            borrow = (have < sub) || (have - sub < borrow);
+            x->l[i] = r;
+        }
+    }
+}
+
+static int exact_zero(const Exact *x) {
+    for (int i = 0; i < LIMBS; i++)
+        if (x->l[i]) return 0;
+    return 1;
+}
+
+static PyObject *exact_long(const Exact *x) {
+    unsigned char bytes[LIMBS * 8];
+    uint64_t sign = x->l[LIMBS - 1] >> 63 ? UINT64_MAX : 0;
+    int n = LIMBS; /* the limbs below the sign extension, and one for the sign */
+    while (n > 1 && x->l[n - 1] == sign && (x->l[n - 2] >> 63) == (sign & 1)) n--;
+    for (int i = 0; i < n; i++)
+        for (int b = 0; b < 8; b++) bytes[i * 8 + b] = (unsigned char)(x->l[i] >> (8 * b));
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyLong_FromNativeBytes(bytes, (size_t)n * 8, Py_ASNATIVEBYTES_LITTLE_ENDIAN);
+#else
+    return _PyLong_FromByteArray(bytes, (size_t)n * 8, 1, 1);
+#endif
+}
+
+/* What records of one slot added since it was last written to the aggregator. The loop keeps a few
+ * (direct-mapped by slot), so that a run of records of few label sets costs C additions only; a
+ * record whose place is taken gets the scratch block, written at once. All are written before a
+ * line goes the Python way (it may add floats, whose sums depend on the order), and at the end of
+ * every feed. Everything here is an integer: the order of additions does not change the result. */
+#define MAX_SLOTS_ACC 32
+#define MAX_BUCKETS 32
+#define N_BLOCKS 64
+typedef struct Block {
+    PyObject *entry; /* strong; NULL: free */
+    int success;
+    uint32_t acc_mask; /* integer slots touched */
+    int64_t acc[MAX_SLOTS_ACC];
+    Exact spend, video;
+    unsigned hist_mask;
+    int32_t buckets[6][MAX_BUCKETS];
+    Exact hist_sum[6];
+    int64_t dropped, requests, failures, prompt, completion;
+    Exact stats_spend;
+    int spent, stats_spent;
+    int32_t pending; /* records added */
+} Block;
+
+static inline void block_add(Block *b, int slot, int64_t n) {
+    b->acc[slot] += n;
+    b->acc_mask |= 1u << slot;
+}
+
+static int add_long(PyObject *target, PyObject *name_or_list, Py_ssize_t i, const Exact *x, int dict) {
+    PyObject *n = exact_long(x);
+    if (n == NULL) return -1;
+    int r = dict ? dict_add(target, name_or_list, n) : add_to(target, i, n);
+    Py_DECREF(n);
+    return r;
+}
+
+static void block_reset(Block *b) {
+    PyObject *entry = b->entry;
+    memset(b, 0, sizeof *b);
+    Py_XDECREF(entry);
+}
+
+/* Write one block's additions into the aggregator's objects, and free it. */
+static int block_flush(Loop *L, Block *b) {
+    if (b->entry == NULL) return 0;
+    PyObject *acc = PyTuple_GET_ITEM(b->entry, 0), *stats = PyTuple_GET_ITEM(b->entry, 1);
+    int r = 0;
+    for (int i = 0; r == 0 && i < MAX_SLOTS_ACC; i++)
+        if (b->acc_mask & (1u << i)) r = add_int(acc, i, b->acc[i]);
+    if (r == 0 && b->dropped) {
+        PyObject *n = PyLong_FromLongLong(b->dropped);
+        r = n == NULL ? -1 : dict_add(L->dropped_kinds, b->success ? L->success : L->failure, n);
+        Py_XDECREF(n);
+    }
+    int more_at = L->h_first + L->n_hist;
+    if (r == 0 && b->spent && !exact_zero(&b->spend)) r = add_long(acc, NULL, 1, &b->spend, 0);
+    if (r == 0 && !exact_zero(&b->video)) r = add_long(acc, NULL, more_at + 3, &b->video, 0);
+    for (int k = 0; r == 0 && k < L->n_hist; k++) {
+        if (!(b->hist_mask & (1u << k))) continue;
+        int slot = L->h_first + k;
+        PyObject *h = PyList_GET_ITEM(acc, slot);
+        if (h == Py_None) { /* aggregate._observe: made at the first observation */
+            PyObject *counts = PyList_New(L->n_bounds[k] + 1);
+            if (counts == NULL) {
+                r = -1;
+                break;
+            }
+            for (int i = 0; i <= L->n_bounds[k]; i++) PyList_SET_ITEM(counts, i, PyLong_FromLong(0));
+            h = PyObject_CallOneArg(L->histogram, counts);
+            Py_DECREF(counts);
+            if (h == NULL) {
+                r = -1;
+                break;
+            }
+            PyList_SetItem(acc, slot, h);
+        }
+        PyObject *counts = PyObject_GetAttr(h, s_counts);
+        if (counts == NULL) {
+            r = -1;
+            break;
+        }
+        for (int i = 0; r == 0 && i <= L->n_bounds[k]; i++)
+            if (b->buckets[k][i]) r = add_int(counts, i, b->buckets[k][i]);
+        Py_DECREF(counts);
+        if (r == 0) {
+            PyObject *n = exact_long(&b->hist_sum[k]);
+            r = n == NULL ? -1 : attr_add(h, s_sum_exact, n);
+            Py_XDECREF(n);
+        }
+    }
+    if (r == 0 && stats != Py_None) {
+        if (b->requests) r = stats_add_int(stats, s_requests, b->requests);
+        if (r == 0 && b->failures) r = stats_add_int(stats, s_failures, b->failures);
+        if (r == 0 && b->success) {
+            r = stats_add_int(stats, s_prompt_tokens, b->prompt);
+            if (r == 0) r = stats_add_int(stats, s_completion_tokens, b->completion);
+            if (r == 0 && b->stats_spent) r = add_long(stats, s_spend_exact, 0, &b->stats_spend, 1);
+        }
+    }
+    block_reset(b);
+    return r;
+}
+
+static int flush_blocks(Loop *L) {
+    int r = 0;
+    for (int i = 0; i < N_BLOCKS; i++)
+        if (L->blocks[i].entry != NULL && block_flush(L, &L->blocks[i])) r = -1;
+    return r;
+}
+
+/* Aggregator._request for a cached slot: the additions go to the slot's block; the deployment
+ * state, the view's sketches and the record count and times are written at once. */
 static int apply(Loop *L, PyObject *entry, long state_value, const Adds *a) {
-    PyObject *acc = PyTuple_GET_ITEM(entry, 0), *stats = PyTuple_GET_ITEM(entry, 1);
+    PyObject *stats = PyTuple_GET_ITEM(entry, 1);
     PyObject *folded = PyTuple_GET_ITEM(entry, 2), *state_key = PyTuple_GET_ITEM(entry, 3);
     double t = a->time;
     if (t != 0.0) {
@@ -870,44 +998,74 @@ static int apply(Loop *L, PyObject *entry, long state_value, const Adds *a) {
         }
     }
     L->records++;
-    if (add_to(acc, 0, i_one)) return -1;
-    if (folded == Py_True && dict_add(L->dropped_kinds, a->success ? L->success : L->failure, i_one)) return -1;
+    Block *b = &L->blocks[((uintptr_t)entry >> 5) % N_BLOCKS];
+    int scratch = 0;
+    if (b->entry != entry) {
+        if (b->entry != NULL) { /* taken: this record's additions are written at once */
+            b = &L->blocks[N_BLOCKS];
+            scratch = 1;
+        }
+        b->entry = Py_NewRef(entry);
+        b->success = a->success;
+    }
+    block_add(b, 0, 1);
+    if (folded == Py_True) b->dropped++;
     if (set_state(L, state_key, state_value)) return -1;
     if (a->success) {
-        if (a->spend != 0.0 && add_exact(acc, 1, a->spend)) return -1;
-        if (add_int(acc, 2, a->total) || add_int(acc, 3, a->prompt) || add_int(acc, 4, a->completion)) return -1;
+        if (a->spend != 0.0) {
+            exact_add(&b->spend, a->spend);
+            b->spent = 1;
+        }
+        block_add(b, 2, a->total);
+        block_add(b, 3, a->prompt);
+        block_add(b, 4, a->completion);
         const int64_t more[] = {a->cached, a->cache_creation, a->audio_in, a->reasoning, a->audio_out};
         for (int i = 0; i < 5; i++)
-            if (more[i] && add_int(acc, 5 + i, more[i])) return -1;
+            if (more[i]) block_add(b, 5 + i, more[i]);
         if (a->cache_hit == 1) {
-            if (add_to(acc, 10, i_one)) return -1;
-            if (a->total > 0 && add_int(acc, 12, a->total)) return -1;
-        } else if (a->cache_hit == 0 && add_to(acc, 11, i_one)) {
-            return -1;
+            block_add(b, 10, 1);
+            if (a->total > 0) block_add(b, 12, a->total);
+        } else if (a->cache_hit == 0) {
+            block_add(b, 11, 1);
         }
-        for (int i = 0; i < 6; i++)
-            if (a->hist[i].set && observe(L, acc, L->h_first + i, a->hist[i].v)) return -1;
+        for (int k = 0; k < 6; k++) {
+            if (!a->hist[k].set) continue;
+            double value = a->hist[k].v;
+            const double *bd = L->bounds[k];
+            int lo = 0, hi = L->n_bounds[k];
+            while (lo < hi) { /* bisect_left */
+                int mid = (lo + hi) / 2;
+                if (bd[mid] < value)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            b->buckets[k][lo]++;
+            exact_add(&b->hist_sum[k], value);
+            b->hist_mask |= 1u << k;
+        }
         int more_at = L->h_first + L->n_hist;
-        if (a->provider_read && add_int(acc, more_at, a->provider_read)) return -1;
-        if (a->provider_creation && add_int(acc, more_at + 1, a->provider_creation)) return -1;
-        if (a->images && add_int(acc, more_at + 2, a->images)) return -1;
-        if (a->video != 0.0 && add_exact(acc, more_at + 3, a->video)) return -1;
+        if (a->provider_read) block_add(b, more_at, a->provider_read);
+        if (a->provider_creation) block_add(b, more_at + 1, a->provider_creation);
+        if (a->images) block_add(b, more_at + 2, a->images);
+        if (a->video != 0.0) exact_add(&b->video, a->video);
     }
-    if (stats == Py_None) return 0;
-    if (stats_add(stats, s_requests, i_one)) return -1;
-    if (!a->success) return stats_add(stats, s_failures, i_one);
-    if (stats_add_int(stats, s_prompt_tokens, a->prompt) || stats_add_int(stats, s_completion_tokens, a->completion))
-        return -1;
-    if (a->spend != 0.0) {
-        PyObject *n = PyLong_FromDouble(a->spend * EXACT_SCALE);
-        if (n == NULL || stats_add(stats, s_spend_exact, n)) {
-            Py_XDECREF(n);
-            return -1;
+    if (stats != Py_None) {
+        b->requests++;
+        if (!a->success) {
+            b->failures++;
+        } else {
+            b->prompt += a->prompt;
+            b->completion += a->completion;
+            if (a->spend != 0.0) {
+                exact_add(&b->stats_spend, a->spend);
+                b->stats_spent = 1;
+            }
+            if (a->hist[0].set && sketch_add(stats, s_latency, a->hist[0].v)) return -1;
+            if (a->hist[2].set && sketch_add(stats, s_ttft, a->hist[2].v)) return -1;
         }
-        Py_DECREF(n);
     }
-    if (a->hist[0].set && sketch_add(stats, s_latency, a->hist[0].v)) return -1;
-    if (a->hist[2].set && sketch_add(stats, s_ttft, a->hist[2].v)) return -1;
+    if (scratch || ++b->pending >= (1 << 24)) return block_flush(L, b); /* int32 bucket counts */
     return 0;
 }
 
@@ -1459,8 +1617,8 @@ static PyObject *Loop_feed(Loop *L, PyObject *lines) {
         if (PyBytes_CheckExact(line)) {
             r = take(L, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line), R);
         }
-        if (r == 0) { /* the Python path: add(parse(line)) */
-            PyObject *res = PyObject_CallOneArg(L->parse, line);
+        if (r == 0) { /* the Python path: add(parse(line)), after the C additions so far */
+            PyObject *res = flush_blocks(L) ? NULL : PyObject_CallOneArg(L->parse, line);
             PyObject *done = res == NULL ? NULL : PyObject_CallOneArg(L->add, res);
             Py_XDECREF(res);
             if (done == NULL) r = -1;
@@ -1477,11 +1635,11 @@ static PyObject *Loop_feed(Loop *L, PyObject *lines) {
     if (failed || PyErr_Occurred()) {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        if (flush(L)) PyErr_Clear();
+        if (flush_blocks(L) || flush(L)) PyErr_Clear();
         PyErr_Restore(type, value, tb);
         return NULL;
     }
-    if (flush(L)) return NULL;
+    if (flush_blocks(L) || flush(L)) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -1516,6 +1674,11 @@ static int Loop_init(Loop *L, PyObject *args, PyObject *kwds) {
             if (L->bounds[k][i] == -1.0 && PyErr_Occurred()) return -1;
         }
     }
+    L->blocks = PyMem_Calloc(N_BLOCKS + 1, sizeof(Block));
+    if (L->blocks == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     L->cache = PyDict_New();
     L->folded = PyDict_New();
     L->state_keys = PyDict_New();
@@ -1541,10 +1704,14 @@ static void Loop_dealloc(Loop *L) {
     Py_XDECREF(L->dropped_kinds);
     Py_XDECREF(L->max_series);
     for (int k = 0; k < 8; k++) PyMem_Free(L->bounds[k]);
+    if (L->blocks != NULL)
+        for (int i = 0; i <= N_BLOCKS; i++) block_reset(&L->blocks[i]);
+    PyMem_Free(L->blocks);
     Py_TYPE(L)->tp_free((PyObject *)L);
 }
 
 static PyObject *Loop_clear(Loop *L, PyObject *unused) {
+    if (flush_blocks(L)) return NULL;
     PyDict_Clear(L->cache);
     PyDict_Clear(L->folded);
     PyDict_Clear(L->state_keys);
