@@ -1589,7 +1589,11 @@ static int begin(Loop *L) {
         return -1;
     }
     Py_ssize_t max_series = PyLong_AsSsize_t(L->max_series);
-    if (max_series == -1 && PyErr_Occurred()) return -1;
+    if (max_series == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear(); /* a cap no dict reaches */
+        max_series = PY_SSIZE_T_MAX;
+    }
     /* a label set can come with several deployment states: room for a few per series */
     L->max_state = max_series;
     L->max_cached = max_series < 100000 ? max_series + max_series / 4 + 1024 : 200000;
