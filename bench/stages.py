@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Per-record cost of each replay stage, in one process: decode only, parse (decode + event), aggregate.
+"""Per-record cost of each replay stage, in one process: decode only, parse (decode + event), aggregate,
+and the C hot loop that fuses them (when built).
 
     python bench/stages.py FILE [--lines N] [--repeat K]
 
@@ -14,6 +15,7 @@ import time
 
 from logmetrics.aggregate import Aggregator
 from logmetrics.export import exposition
+from logmetrics.hotloop import AVAILABLE, HotLoop
 from logmetrics.parse import Parser
 from logmetrics.records import LINE_DECODER
 
@@ -27,7 +29,7 @@ def main() -> None:
     with open(args.file, "rb") as f:
         lines = [line.rstrip(b"\n") for _, line in zip(range(args.lines), f, strict=False)]
     n = len(lines)
-    best = dict.fromkeys(("decode", "parse", "aggregate", "render"), float("inf"))
+    best = dict.fromkeys(("decode", "parse", "aggregate", "hot loop", "render"), float("inf"))
     for _ in range(args.repeat):
         t = time.perf_counter()
         for line in lines:
@@ -45,9 +47,15 @@ def main() -> None:
         t = time.perf_counter()
         exposition(agg)
         best["render"] = min(best["render"], time.perf_counter() - t)
+        if AVAILABLE:
+            hot = Aggregator(rates=False)
+            t = time.perf_counter()
+            HotLoop(hot, Parser()).lines(lines)
+            best["hot loop"] = min(best["hot loop"], time.perf_counter() - t)
     print(f"{n:,} lines of {args.file}, best of {args.repeat}: decode {best['decode'] / n * 1e6:.2f} us, "
           f"parse (decode + event) {best['parse'] / n * 1e6:.2f} us, aggregate {best['aggregate'] / n * 1e6:.2f} us "
-          f"per record; render {best['render'] * 1e3:.0f} ms ({len(agg.acc):,} label sets)")
+          f"per record; render {best['render'] * 1e3:.0f} ms ({len(agg.acc):,} label sets)"
+          + (f"; the C hot loop (decode, event, aggregate) {best['hot loop'] / n * 1e6:.2f} us" if AVAILABLE else ""))
 
 
 if __name__ == "__main__":
