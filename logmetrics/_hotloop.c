@@ -1445,7 +1445,11 @@ static int compact_time(Loop *L, const Val *ts, double *out) {
         if (text == NULL) return -1;
         PyObject *base = PyObject_CallOneArg(L->second, text);
         Py_DECREF(text);
-        if (base == NULL) return -1;
+        if (base == NULL) { /* a time the parser refuses (before 1970): the Python path skips the line */
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+            PyErr_Clear();
+            return 0;
+        }
         if (base == Py_None) {
             Py_DECREF(base);
             return 0;
@@ -1576,6 +1580,7 @@ static int begin(Loop *L) {
         PyDict_Clear(L->cache);
         PyDict_Clear(L->folded);
         PyDict_Clear(L->state_keys);
+        L->second_ok = 0;
     }
     Py_XSETREF(L->generation, gen);
     Py_XSETREF(L->state, PyObject_GetAttr(L->agg, s_state));
@@ -1716,6 +1721,7 @@ static void Loop_dealloc(Loop *L) {
 
 static PyObject *Loop_clear(Loop *L, PyObject *unused) {
     if (flush_blocks(L)) return NULL;
+    L->second_ok = 0; /* as Parser.drop_caches: a naive second is read again (in the zone of then) */
     PyDict_Clear(L->cache);
     PyDict_Clear(L->folded);
     PyDict_Clear(L->state_keys);

@@ -40,7 +40,10 @@ class HotLoop:
     """Lines into one aggregator through one parser (see the module docstring)."""
 
     def __init__(self, agg: Aggregator, parser: Parser) -> None:
-        assert _hotloop is not None
+        if _hotloop is None:
+            raise RuntimeError("logmetrics was installed without its C hot loop")
+        if agg.rates:
+            raise ValueError("the C hot loop keeps no live rates: an aggregator with rates=True takes the Python loop")
         self.agg = agg
         self.parser = parser
         self._loop = _hotloop.Loop(

@@ -17,7 +17,7 @@ from typing import Literal
 from logmetrics.aggregate import Aggregator
 from logmetrics.events import EventKind, LogEvent, ParseResult, RequestEvent, Skip, SkipReason
 from logmetrics.export import OpenMetricsBackfill
-from logmetrics.hotloop import hot_loop
+from logmetrics.hotloop import HotLoop, hot_loop
 from logmetrics.parallel import feed, plan, replay_parts
 from logmetrics.parse import LEVELS, Parser
 from logmetrics.sources.archive import ReadStats, expand, plain_size, read_lines, rotation_key
@@ -88,18 +88,27 @@ class Ingest:
     backfill: OpenMetricsBackfill | None = None
 
     def __post_init__(self) -> None:
-        self._hot = hot_loop(self.agg, self.parser)
+        self._hot_for: tuple[Aggregator, Parser] | None = None
+        self._hot: HotLoop | None = None
 
     def lines(self, lines: Iterable[bytes]) -> None:
         parse, add, backfill = self.parser.parse, self.agg.add, self.backfill
         if not self.filters and backfill is None:  # the common case: nothing between parse and add
-            if self._hot is not None:
-                self._hot.lines(lines)
+            hot = self._hot_loop()
+            if hot is not None:
+                hot.lines(lines)
                 return
             for line in lines:
                 add(parse(line))  # add(None) (a blank line) does nothing
             return
         self.results(map(parse, lines))
+
+    def _hot_loop(self) -> HotLoop | None:
+        """The C loop for the aggregator and parser held now (serve swaps its aggregator on a reload)."""
+        if self._hot_for is None or self._hot_for[0] is not self.agg or self._hot_for[1] is not self.parser:
+            self._hot_for = (self.agg, self.parser)
+            self._hot = hot_loop(self.agg, self.parser)
+        return self._hot
 
     def drop_caches(self) -> None:
         """Forget what the loop caches for speed (everything is read: leave the memory to the exposition)."""
