@@ -5,15 +5,16 @@ which is what it does, in Python, for every line it does not take itself. It tak
 when it can prove the Python path would give the same result: a StandardLoggingPayload or a
 logmetrics request record of a success, or a compact request record, with plain ASCII label
 values, numbers and times in the forms LiteLLM writes, and nothing msgspec would reject. For
-those it decodes the fields it needs, applies LiteLLM's rules (`slp.py`, `parse.py`) and updates
-the aggregator's accumulators in place (`aggregate.py`), without building the typed event.
-Label sets are still made in Python (`Aggregator.slot`, `slp.labels_200`), once per distinct
-set: the C side caches the slots by the record's raw label values, for one
-`Aggregator.generation`.
+those it decodes the fields it needs, applies LiteLLM's rules (`slp.py`, `parse.py`) and adds to
+the aggregator's accumulators (`aggregate.py`), without building the typed event; the additions
+of a run of records gather in C (integers only: exact sums stay exact in any order) and reach the
+accumulators before any line goes the Python way and at the end of each call. Label sets are
+still made in Python (`Aggregator.slot`, `slp.labels_200`), once per distinct set: the C side
+caches the slots by the record's raw label values, for one `Aggregator.generation`.
 
 Without a C compiler at install time the module is missing and the Python loop does it all;
 `LOGMETRICS_PURE_PYTHON=1` chooses that too. tests/test_hotloop.py holds both paths to the same
-results on real and generated records.
+results on real, generated and mutated records.
 """
 
 from __future__ import annotations
