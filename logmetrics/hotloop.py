@@ -81,6 +81,6 @@ def hot_loop(agg: Aggregator, parser: Parser) -> HotLoop | None:
     """The C loop for this aggregator, or None: not built, not wanted (`LOGMETRICS_PURE_PYTHON`),
     or an aggregator with live rates (serve, tail: their batches are small, and the per-second ring
     stays in Python)."""
-    if _hotloop is None or os.environ.get("LOGMETRICS_PURE_PYTHON") or agg.rates:
+    if _hotloop is None or os.environ.get("LOGMETRICS_PURE_PYTHON", "") not in ("", "0") or agg.rates:
         return None
     return HotLoop(agg, parser)
