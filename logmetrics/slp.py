@@ -149,12 +149,14 @@ def _labels(p: Payload, md: Metadata, f: Facts, end_user_label: bool, model: str
         f.service_tier if f is not _NO_FACTS else _service_tier(p),
         md.user_api_key_request_route, md.requester_ip_address, md.user_agent,
     )
-    cached = _LABELS.get(key)
-    return cached if cached is not None else labels_200(key)
+    return labels_200(key)
 
 
 def labels_200(key: tuple[str | None, ...]) -> Labels:
     """A success's Labels from the 18 label values `_labels` gathers (in its order), cached."""
+    cached = _LABELS.get(key)
+    if cached is not None:
+        return cached
     if len(_STRINGS) >= _MAX_STRINGS:
         _STRINGS.clear()
     interned = tuple(map(_STRINGS.setdefault, key, key))
