@@ -4,6 +4,9 @@ The hot loop (`Aggregator.add`) does one dict lookup per request event: events w
 label values share one accumulator (a list of numbers and lazily created histograms). Which
 family gets what is decided only when someone looks (`project()`, at scrape or at the end of a
 replay), by reading the metric table in `families.py`. prometheus_client is never touched here.
+Replay's C loop (`hotloop.py`) adds to the same accumulators, view rows and deployment state, by
+the rules of `_request`, `_success` and `_view`: a change to them is a change to `_hotloop.c` too
+(tests/test_hotloop.py fails until both agree).
 """
 
 from __future__ import annotations
