@@ -7,7 +7,8 @@ A line's shape is told by its content, never by the file it came from:
 - a LiteLLM `json_logs` line (`message` + `level`): access lines and errors become LogEvents;
 - a `journalctl -o json` envelope: its MESSAGE (text or byte ints) is parsed again as any of
   the above, or as a plain-text log line.
-Times are normalised here, in `epoch()`, and nowhere else.
+Times are normalised here, in `epoch()`, and nowhere else (replay's C loop, `hotloop.py`, reads the
+forms LiteLLM writes by the same rules, and hands every other one to this parser).
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ exact; from a bare payload it is the closest approximation the payload allows:
   `requested_model` "other" for a model the proxy did not know and the payload's
   `error_information` as exception status and class;
 - whether a deployment was selected is guessed from the exception class.
+
+Replay's C loop (`_hotloop.c`, see `hotloop.py`) applies the success rules here to the records it
+takes: a change here is a change there too (tests/test_hotloop.py fails until both agree).
 """
 
 from __future__ import annotations
