@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -186,10 +186,11 @@ def replay_cmd(
         "Rotated sets are read oldest first.", show_default=False, metavar="PATH...")],
     metrics_out: Annotated[Path | None, typer.Option(
         "--metrics-out", help="Write the final state as Prometheus text exposition (what /metrics "
-        "would serve after reading the same records).", show_default=False)] = None,
+        "would serve after reading the same records); - for stdout (the summary then goes to stderr).",
+        show_default=False)] = None,
     openmetrics_out: Annotated[Path | None, typer.Option(
         "--openmetrics-out", help="Write OpenMetrics with per-sample timestamps from the records' own "
-        "times, one snapshot every --step, for `promtool tsdb create-blocks-from openmetrics`.",
+        "times, one snapshot every --step, for `promtool tsdb create-blocks-from openmetrics`; - for stdout.",
         show_default=False)] = None,
     step: Annotated[str, typer.Option("--step", help="Sample step of --openmetrics-out: seconds (0.001 "
                                       "and up) or a duration like 30s, 5m, 1h, 1d (up to 365d).")] = "60s",
@@ -222,6 +223,11 @@ def replay_cmd(
         raise UsageError("--by takes model or deployment")
     if max_series < 1 or max_line < 1:  # as serve: 0 would fold every model into overflow, or skip every line
         raise UsageError("--max-series and --max-line-bytes must be positive")
+    to_stdout = [name for name, path in (("--metrics-out", metrics_out), ("--openmetrics-out", openmetrics_out))
+                 if path is not None and str(path) == "-"]
+    if len(to_stdout) + json_out > 1:
+        names = [*to_stdout, "--json"] if json_out else to_stdout
+        raise UsageError(f"only one of {', '.join(names)} can write to stdout")
     filters = Filters(models=model or [], since=parse_when(since, "--since"), until=parse_when(until, "--until"))
     step_seconds = parse_step(step)
     agg = Aggregator(max_series=max_series, by=by, rates=False)  # a summary: no live rates
@@ -241,7 +247,7 @@ def replay_cmd(
                "files": stats.files, "bytes": stats.bytes_read}
         sys.stdout.buffer.write(msgspec.json.encode(doc) + b"\n")
     else:
-        out = Console(highlight=False)
+        out = err if to_stdout else Console(highlight=False)  # stdout holds the metrics
         table = summary_table(agg, encoding=out.encoding)
         # narrower than the numbers need (COLUMNS=40, a split pane): lines wrap, nothing is cut
         out.width = max(out.width, summary_width(table))
@@ -269,6 +275,8 @@ def litellm_callback_cmd() -> None:
 
 
 def _create(path: Path):  # type: ignore[no-untyped-def]
+    if str(path) == "-":  # stdout, left open
+        return nullcontext(sys.stdout.buffer)
     try:
         return open(path, "wb")
     except OSError as e:

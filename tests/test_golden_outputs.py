@@ -18,6 +18,8 @@ from __future__ import annotations
 import difflib
 import itertools
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,31 @@ def test_replay_matches_golden(name: str, tmp_path: Path) -> None:
                 f"{name}{suffix} differs from {golden.relative_to(ROOT)} ({len(want)} vs {len(got)} bytes):\n"
                 + "\n".join(itertools.islice(diff, 40))
             )
+
+
+@pytest.mark.parametrize(("option", "suffix"), [("--metrics-out", _PROM), ("--openmetrics-out", _OM)])
+def test_replay_writes_dash_to_stdout(option: str, suffix: str, tmp_path: Path) -> None:
+    """`-` is stdout, as for the input: the golden output there, the summary on stderr, no file named `-`."""
+    done = subprocess.run(
+        [sys.executable, "-m", "logmetrics", "replay", str(SAMPLES / "generated/simple-1k.jsonl"), option, "-"],
+        cwd=tmp_path, capture_output=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert strip_created(done.stdout) == (GOLDEN / f"generated-simple{suffix}").read_bytes()
+    assert b"LiteLLM requests per model" in done.stderr
+    assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("options", [("--metrics-out", "-", "--json"),
+                                     ("--metrics-out", "-", "--openmetrics-out", "-")])
+def test_replay_refuses_two_outputs_on_stdout(options: tuple[str, ...], tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "logmetrics", "replay", str(SAMPLES / "generated/simple-1k.jsonl"), *options],
+        cwd=tmp_path, capture_output=True, check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == b""
+    assert done.stderr.decode().strip().splitlines() == [
+        f"logmetrics: only one of {', '.join(o for o in options if o.startswith('--'))} can write to stdout"
+    ]
+    assert not (tmp_path / "-").exists()
