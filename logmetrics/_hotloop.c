@@ -891,7 +891,6 @@ typedef struct Block {
     Exact hist_sum[6];
     int64_t dropped, requests, failures, prompt, completion;
     Exact stats_spend;
-    int spent, stats_spent;
     int32_t pending; /* records added */
 } Block;
 
@@ -927,7 +926,7 @@ static int block_flush(Loop *L, Block *b) {
         Py_XDECREF(n);
     }
     int more_at = L->h_first + L->n_hist;
-    if (r == 0 && b->spent && !exact_zero(&b->spend)) r = add_long(acc, NULL, 1, &b->spend, 0);
+    if (r == 0 && !exact_zero(&b->spend)) r = add_long(acc, NULL, 1, &b->spend, 0);
     if (r == 0 && !exact_zero(&b->video)) r = add_long(acc, NULL, more_at + 3, &b->video, 0);
     for (int k = 0; r == 0 && k < L->n_hist; k++) {
         if (!(b->hist_mask & (1u << k))) continue;
@@ -968,7 +967,7 @@ static int block_flush(Loop *L, Block *b) {
         if (r == 0 && b->success) {
             r = stats_add_int(stats, s_prompt_tokens, b->prompt);
             if (r == 0) r = stats_add_int(stats, s_completion_tokens, b->completion);
-            if (r == 0 && b->stats_spent) r = add_long(stats, s_spend_exact, 0, &b->stats_spend, 1);
+            if (r == 0 && !exact_zero(&b->stats_spend)) r = add_long(stats, s_spend_exact, 0, &b->stats_spend, 1);
         }
     }
     block_reset(b);
@@ -1012,10 +1011,7 @@ static int apply(Loop *L, PyObject *entry, long state_value, const Adds *a) {
     if (folded == Py_True) b->dropped++;
     if (set_state(L, state_key, state_value)) return -1;
     if (a->success) {
-        if (a->spend != 0.0) {
-            exact_add(&b->spend, a->spend);
-            b->spent = 1;
-        }
+        if (a->spend != 0.0) exact_add(&b->spend, a->spend);
         block_add(b, 2, a->total);
         block_add(b, 3, a->prompt);
         block_add(b, 4, a->completion);
@@ -1057,10 +1053,7 @@ static int apply(Loop *L, PyObject *entry, long state_value, const Adds *a) {
         } else {
             b->prompt += a->prompt;
             b->completion += a->completion;
-            if (a->spend != 0.0) {
-                exact_add(&b->stats_spend, a->spend);
-                b->stats_spent = 1;
-            }
+            if (a->spend != 0.0) exact_add(&b->stats_spend, a->spend);
             if (a->hist[0].set && sketch_add(stats, s_latency, a->hist[0].v)) return -1;
             if (a->hist[2].set && sketch_add(stats, s_ttft, a->hist[2].v)) return -1;
         }
