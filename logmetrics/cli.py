@@ -257,6 +257,7 @@ def replay_cmd(
         err.print(f"logmetrics: {path}: not read to the end: {why}", markup=False)
     if stats.unreadable:
         err.print(f"{stats.unreadable} file(s) could not be read to the end", markup=False)
+    _leave()
 
 
 @app.command("litellm-callback")
@@ -294,6 +295,19 @@ def _writing(path: Path | None) -> Iterator[None]:
         raise LogmetricsError(f"cannot write {path}: {e.strerror}") from None
 
 
+_command_line = False  # main() runs this process: it may end it (see _leave)
+
+
+def _leave() -> None:
+    """End a finished replay's process at once, output flushed: freeing its state object by object
+    takes a fifth of a second at 10k series, and nothing needs it (mypy ends the same way). Only
+    from main(): in-process callers (tests, CliRunner) return as usual."""
+    if _command_line:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
 def _interrupted(signum: int, frame: object) -> None:
     """Ctrl-C: stop quietly with exit 0 (click would print "Aborted!" and exit 1)."""
     raise SystemExit(0)
@@ -326,6 +340,8 @@ def _streams() -> None:
 
 
 def main() -> None:
+    global _command_line
+    _command_line = True
     signal.signal(signal.SIGINT, _interrupted)  # serve and tail install their own while they run
     _streams()
     try:
