@@ -144,6 +144,16 @@ def test_closed_stdout(args: list[str]) -> None:
     assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("args", [["replay", "{log}"], ["replay", "--metrics-out", "-", "{log}"]])
+def test_closed_stderr(args: list[str]) -> None:
+    """Python leaves sys.stderr None; the summary (or the metrics) still reach stdout whole."""
+    argv = [sys.executable, "-m", "logmetrics", *(a.format(log=RECORDS) for a in args)]
+    done = subprocess.run(["bash", "-c", 'exec "$@" 2>&-', "_", *argv], cwd=ROOT, capture_output=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stdout[-300:]
+    last = b"\nlogmetrics_last_record_timestamp_seconds " if "-" in args else b"\n total "
+    assert last in done.stdout and done.stdout.endswith(b"\n"), done.stdout[-300:]
+
+
 @pytest.mark.parametrize("args", [["--help"], ["tail", "--help"]])
 def test_help_into_a_pipe_whose_reader_has_gone(args: list[str]) -> None:
     p = subprocess.Popen([sys.executable, "-m", "logmetrics", *args], cwd=ROOT, stdout=subprocess.PIPE,
