@@ -686,6 +686,101 @@ static int positive(const Val *v, int64_t *out) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Raw label values, interned: a slot key holds a 16-bit id for each value (0 for None), so that
+ * it takes a few dozen bytes whatever the values' lengths, and many keys fit in the caches.
+ * Equal ids are equal bytes: the table compares them in full (the hash only finds them).
+ */
+#define MAX_STRINGS 32767         /* ids; then all keys are forgotten and numbering starts again */
+#define STRING_SLOTS (1u << 16)   /* open addressing, at most half full */
+#define MAX_ARENA ((uint32_t)2 << 20) /* their bytes, at most */
+#define KEY_VALUES 32             /* values in a key, at most */
+#define KEY_BYTES 8192            /* their bytes, at most: a longer key's line goes the Python way */
+
+typedef struct {
+    uint16_t *slots; /* STRING_SLOTS: 0 free, else an id */
+    uint64_t *hash;  /* by id - 1 */
+    uint32_t *off, *len;
+    char *arena;
+    uint32_t used, cap;
+    uint32_t count;
+    uint64_t seed;
+} Strings;
+
+static uint64_t hash_bytes(uint64_t seed, const char *p, Py_ssize_t n) {
+    uint64_t h = seed ^ ((uint64_t)n * 0x9E3779B97F4A7C15ull);
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+        h ^= h >> 31;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, (size_t)n);
+    h = (h ^ w) * 0x94D049BB133111EBull;
+    return h ^ (h >> 29);
+}
+
+static int strings_init(Strings *S, uint64_t seed) {
+    S->slots = PyMem_Calloc(STRING_SLOTS, sizeof *S->slots);
+    S->hash = PyMem_Calloc(MAX_STRINGS, sizeof *S->hash);
+    S->off = PyMem_Calloc(MAX_STRINGS, sizeof *S->off);
+    S->len = PyMem_Calloc(MAX_STRINGS, sizeof *S->len);
+    S->seed = seed;
+    if (S->slots == NULL || S->hash == NULL || S->off == NULL || S->len == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void strings_free(Strings *S) {
+    PyMem_Free(S->slots);
+    PyMem_Free(S->hash);
+    PyMem_Free(S->off);
+    PyMem_Free(S->len);
+    PyMem_Free(S->arena);
+}
+
+static void strings_clear(Strings *S) {
+    if (S->count) memset(S->slots, 0, STRING_SLOTS * sizeof *S->slots);
+    S->count = 0;
+    S->used = 0;
+}
+
+/* Whether a key (KEY_VALUES values, KEY_BYTES bytes) surely fits: then strings_id cannot fail. */
+static int strings_room(const Strings *S) {
+    return S->count + KEY_VALUES <= MAX_STRINGS && S->used + KEY_BYTES <= MAX_ARENA;
+}
+
+/* The id of these bytes (added if new), or 0 when out of memory (with an exception set). */
+static uint16_t strings_id(Strings *S, const char *p, Py_ssize_t n) {
+    uint64_t h = hash_bytes(S->seed, p, n);
+    uint32_t i = (uint32_t)h & (STRING_SLOTS - 1);
+    for (uint16_t id; (id = S->slots[i]) != 0; i = (i + 1) & (STRING_SLOTS - 1))
+        if (S->hash[id - 1] == h && S->len[id - 1] == (uint32_t)n && memcmp(S->arena + S->off[id - 1], p, (size_t)n) == 0)
+            return id;
+    if (S->arena == NULL || S->used + (uint32_t)n > S->cap) {
+        uint32_t cap = S->cap ? S->cap : 65536;
+        while (cap < S->used + (uint32_t)n) cap *= 2;
+        char *arena = PyMem_Realloc(S->arena, cap);
+        if (arena == NULL) {
+            PyErr_NoMemory();
+            return 0;
+        }
+        S->arena = arena;
+        S->cap = cap;
+    }
+    memcpy(S->arena + S->used, p, (size_t)n);
+    uint16_t id = (uint16_t)++S->count;
+    S->hash[id - 1] = h;
+    S->off[id - 1] = S->used;
+    S->len[id - 1] = (uint32_t)n;
+    S->used += (uint32_t)n;
+    S->slots[i] = id;
+    return id;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * The Loop object
  */
 typedef struct {
@@ -698,8 +793,10 @@ typedef struct {
     double max_time;
     Py_ssize_t max_line;
     int end_user_label;
-    PyObject *cache;       /* raw label values -> (acc, stats.__dict__ or None, folded, state key) */
+    Strings strings;       /* the raw label values of the keys below */
+    PyObject *cache;       /* key (raw label values' ids) -> (acc, stats.__dict__ or None, folded, state key) */
     PyObject *folded;      /* the same, for label sets folded into overflow series */
+    PyObject *shared;      /* the entries of `folded`, one for each (acc, stats, state key) */
     PyObject *state_keys;  /* deployment state keys, shared */
     Py_ssize_t max_cached, max_state;
     PyObject *generation;
@@ -1066,24 +1163,38 @@ static int apply(Loop *L, PyObject *entry, long state_value, const Adds *a) {
  * Slot keys: the raw values that decide a slot, each as its bytes and a 0x01 end, or 0x00 for None
  */
 typedef struct {
-    char buf[8192];
-    Py_ssize_t n;
-    int overflow;
+    unsigned char buf[1 + 2 * KEY_VALUES];
+    Py_ssize_t n, bytes;
+    int overflow; /* too long: the line goes the Python way */
 } Key;
 
-static inline void key_put(Key *k, Str s) {
-    if (s.p == NULL) {
-        if (k->n < (Py_ssize_t)sizeof k->buf) k->buf[k->n++] = 0;
-        else k->overflow = 1;
-        return;
-    }
-    if (k->n + s.n + 1 > (Py_ssize_t)sizeof k->buf) {
+static void forget(Loop *L);
+
+/* A key of this kind (one byte); the string table is emptied first unless it has room for it. */
+static void key_start(Loop *L, Key *k, char kind) {
+    if (!strings_room(&L->strings)) forget(L);
+    k->buf[0] = (unsigned char)kind;
+    k->n = 1;
+    k->bytes = 0;
+    k->overflow = 0;
+}
+
+/* 0, or -1 with an exception set */
+static inline int key_put(Loop *L, Key *k, Str s) {
+    uint16_t id = 0;
+    if (k->overflow) return 0;
+    if (k->n + 2 > (Py_ssize_t)sizeof k->buf || (s.p != NULL && k->bytes + s.n > KEY_BYTES)) {
         k->overflow = 1;
-        return;
+        return 0;
     }
-    memcpy(k->buf + k->n, s.p, (size_t)s.n);
-    k->n += s.n;
-    k->buf[k->n++] = 1;
+    if (s.p != NULL) {
+        k->bytes += s.n;
+        id = strings_id(&L->strings, s.p, s.n);
+        if (id == 0) return -1;
+    }
+    k->buf[k->n++] = (unsigned char)(id & 0xFF);
+    k->buf[k->n++] = (unsigned char)(id >> 8);
+    return 0;
 }
 
 static PyObject *py_str(Str s) {
@@ -1105,12 +1216,12 @@ static PyObject *state_tuple(const Str st[4]) {
     return t;
 }
 
-#define MAX_FOLDED 8192 /* slots of label sets folded into overflow series kept (each ~0.4 KB: 3.4 MB) */
+#define MAX_FOLDED 32768 /* keys of label sets folded into overflow series kept (each ~0.15 KB: 5 MB) */
 
 /* The cache entry (borrowed) for `key`, or a new one from `make` (a slot tuple), or NULL with an
  * exception set. */
 static PyObject *entry_for(Loop *L, Key *key, PyObject *(*make)(Loop *, void *), void *ctx, const Str st[4]) {
-    PyObject *kb = PyBytes_FromStringAndSize(key->buf, key->n);
+    PyObject *kb = PyBytes_FromStringAndSize((const char *)key->buf, key->n);
     if (kb == NULL) return NULL;
     PyObject *entry = PyDict_GetItemWithError(L->cache, kb);
     if (entry == NULL && !PyErr_Occurred()) entry = PyDict_GetItemWithError(L->folded, kb);
@@ -1148,7 +1259,16 @@ static PyObject *entry_for(Loop *L, Key *key, PyObject *(*make)(Loop *, void *),
         Py_DECREF(kb);
         return NULL;
     }
-    entry = PyTuple_Pack(4, acc, stats_dict, PyObject_IsTrue(folded) ? Py_True : Py_False, sk);
+    int is_folded = PyObject_IsTrue(folded);
+    entry = PyTuple_Pack(4, acc, stats_dict, is_folded ? Py_True : Py_False, sk);
+    if (entry != NULL && is_folded) { /* many label sets fold into one series: they share an entry */
+        const void *parts[3] = {acc, stats_dict, sk}; /* alive while the entry is */
+        PyObject *pk = PyBytes_FromStringAndSize((const char *)parts, sizeof parts);
+        PyObject *shared = pk == NULL ? NULL : PyDict_SetDefault(L->shared, pk, entry);
+        Py_XINCREF(shared);
+        Py_XDECREF(pk);
+        Py_SETREF(entry, shared);
+    }
     Py_DECREF(stats_dict);
     Py_DECREF(sk);
     Py_DECREF(slot);
@@ -1159,7 +1279,10 @@ static PyObject *entry_for(Loop *L, Key *key, PyObject *(*make)(Loop *, void *),
     /* as Aggregator._slots and _folded_slots: the slots of label sets with their own series stay
      * (their number is capped), a bounded few of those folded into overflow series */
     PyObject *cache = PyTuple_GET_ITEM(entry, 2) == Py_True ? L->folded : L->cache;
-    if (PyDict_GET_SIZE(cache) >= (cache == L->folded ? MAX_FOLDED : L->max_cached)) PyDict_Clear(cache);
+    if (PyDict_GET_SIZE(cache) >= (cache == L->folded ? MAX_FOLDED : L->max_cached)) {
+        PyDict_Clear(cache);
+        if (cache == L->folded) PyDict_Clear(L->shared);
+    }
     int r = PyDict_SetItem(cache, kb, entry);
     Py_DECREF(kb);
     Py_DECREF(entry);
@@ -1372,19 +1495,19 @@ static int payload(Loop *L, Rec *R, int pay, int md, int usage, int ptd, int ctd
     c.zero_cost = PV(P_ZERO_COST)->t == V_OBJ ? str_of(AT(R, zcd, 0)) : (Str){NULL, 0};
 
     Key key;
-    key.n = 0;
-    key.overflow = 0;
-    key.buf[key.n++] = 'p';
-    for (int i = 0; i < 18; i++) key_put(&key, c.values[i]);
-    key_put(&key, c.requested);
-    key_put(&key, c.zero_cost);
+    key_start(L, &key, 'p');
+    int r = 0;
+    for (int i = 0; i < 18; i++) r |= key_put(L, &key, c.values[i]);
+    r |= key_put(L, &key, c.requested);
+    r |= key_put(L, &key, c.zero_cost);
     if (recorded_state) {
-        key_put(&key, (Str){"s", 1});
-        for (int i = 0; i < 4; i++) key_put(&key, st[i]);
+        r |= key_put(L, &key, (Str){"s", 1});
+        for (int i = 0; i < 4; i++) r |= key_put(L, &key, st[i]);
     } else {
-        key_put(&key, (Str){"i", 1});
-        key_put(&key, truthy_str(info) ? info : (Str){NULL, 0});
+        r |= key_put(L, &key, (Str){"i", 1});
+        r |= key_put(L, &key, truthy_str(info) ? info : (Str){NULL, 0});
     }
+    if (r) return -1;
     if (key.overflow) return 0;
     PyObject *entry = entry_for(L, &key, make_payload_slot, &c, st);
     if (entry == NULL) return -1;
@@ -1490,11 +1613,8 @@ static int compact(Loop *L, Rec *R) {
     }
     Str st[4] = {c.model, {"", 0}, {"", 0}, or_empty(c.provider)};
     Key key;
-    key.n = 0;
-    key.overflow = 0;
-    key.buf[key.n++] = failed ? 'F' : 'c';
-    key_put(&key, c.model);
-    key_put(&key, c.provider);
+    key_start(L, &key, failed ? 'F' : 'c');
+    if (key_put(L, &key, c.model) || key_put(L, &key, c.provider)) return -1;
     if (key.overflow) return 0;
     PyObject *entry = entry_for(L, &key, make_compact_slot, &c, st);
     if (entry == NULL) return -1;
@@ -1561,6 +1681,17 @@ static int flush(Loop *L) {
     return r;
 }
 
+/* Forget every cached key and slot (and the naive second: as Parser.drop_caches, it is read again,
+ * in the zone of then). */
+static void forget(Loop *L) {
+    PyDict_Clear(L->cache);
+    PyDict_Clear(L->folded);
+    PyDict_Clear(L->shared);
+    PyDict_Clear(L->state_keys);
+    strings_clear(&L->strings);
+    L->second_ok = 0;
+}
+
 static int begin(Loop *L) {
     PyObject *gen = PyObject_GetAttr(L->agg, s_generation);
     if (gen == NULL) return -1;
@@ -1569,12 +1700,7 @@ static int begin(Loop *L) {
         Py_DECREF(gen);
         return -1;
     }
-    if (!same) {
-        PyDict_Clear(L->cache);
-        PyDict_Clear(L->folded);
-        PyDict_Clear(L->state_keys);
-        L->second_ok = 0;
-    }
+    if (!same) forget(L);
     Py_XSETREF(L->generation, gen);
     Py_XSETREF(L->state, PyObject_GetAttr(L->agg, s_state));
     Py_XSETREF(L->state_records, PyObject_GetAttr(L->agg, s_state_records));
@@ -1681,10 +1807,15 @@ static int Loop_init(Loop *L, PyObject *args, PyObject *kwds) {
         PyErr_NoMemory();
         return -1;
     }
+    PyObject *name = PyUnicode_FromString("logmetrics._hotloop");
+    Py_hash_t seed = name == NULL ? -1 : PyObject_Hash(name); /* random unless PYTHONHASHSEED says */
+    Py_XDECREF(name);
+    if (seed == -1 || strings_init(&L->strings, (uint64_t)seed)) return -1;
     L->cache = PyDict_New();
     L->folded = PyDict_New();
+    L->shared = PyDict_New();
     L->state_keys = PyDict_New();
-    return L->cache == NULL || L->folded == NULL || L->state_keys == NULL ? -1 : 0;
+    return L->cache == NULL || L->folded == NULL || L->shared == NULL || L->state_keys == NULL ? -1 : 0;
 }
 
 static void Loop_dealloc(Loop *L) {
@@ -1699,7 +1830,9 @@ static void Loop_dealloc(Loop *L) {
     Py_XDECREF(L->failure);
     Py_XDECREF(L->cache);
     Py_XDECREF(L->folded);
+    Py_XDECREF(L->shared);
     Py_XDECREF(L->state_keys);
+    strings_free(&L->strings);
     Py_XDECREF(L->generation);
     Py_XDECREF(L->state);
     Py_XDECREF(L->state_records);
@@ -1714,10 +1847,7 @@ static void Loop_dealloc(Loop *L) {
 
 static PyObject *Loop_clear(Loop *L, PyObject *unused) {
     if (flush_blocks(L)) return NULL;
-    L->second_ok = 0; /* as Parser.drop_caches: a naive second is read again (in the zone of then) */
-    PyDict_Clear(L->cache);
-    PyDict_Clear(L->folded);
-    PyDict_Clear(L->state_keys);
+    forget(L);
     Py_RETURN_NONE;
 }
 

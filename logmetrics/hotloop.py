@@ -10,7 +10,8 @@ the aggregator's accumulators (`aggregate.py`), without building the typed event
 of a run of records gather in C (integers only: exact sums stay exact in any order) and reach the
 accumulators before any line goes the Python way and at the end of each call. Label sets are
 still made in Python (`Aggregator.slot`, `slp.labels_200`), once per distinct set: the C side
-caches the slots by the record's raw label values, for one `Aggregator.generation`.
+caches the slots by the record's raw label values (each interned to a 16-bit id, so that a key is
+a few dozen bytes and tens of thousands fit), for one `Aggregator.generation`.
 
 Without a C compiler at install time the module is missing and the Python loop does it all;
 `LOGMETRICS_PURE_PYTHON=1` chooses that too. tests/test_hotloop.py holds both paths to the same

@@ -1431,8 +1431,8 @@ def test_nothing_leaks_from_the_line_before() -> None:
 
 @pytest.mark.parametrize("max_series", [2, 50, 1500])
 def test_more_label_sets_than_the_caches_hold(max_series: int) -> None:
-    """Past the C side's bounds on cached slots, folded slots and shared state keys (8192 and more):
-    caches cleared half-way through must not change a thing."""
+    """Past the C side's bound on cached slots (max_series * 1.25 + 1024): caches cleared half-way
+    through must not change a thing."""
     require_c()
     rnd = random.Random(max_series)
     lines = []
@@ -1447,6 +1447,26 @@ def test_more_label_sets_than_the_caches_hold(max_series: int) -> None:
             lines.append(_sub(_sub(P, b'"user_api_key_hash":"h"', b'"user_api_key_hash":"h%d"' % k),
                               b'"model_id":"id1"', b'"model_id":"id%d"' % (k % 5000)))
     check(lines, max_series=max_series, batches=[5000, 1, 3000, 0, 6000], ops=("none", "drop", "hot_clear", "iter"))
+
+
+@pytest.mark.parametrize("max_series", [50, 2_000])
+def test_more_label_values_than_the_string_table_holds(max_series: int) -> None:
+    """The C side keys its caches by interned label values: past its bounds (32,767 values, 2 MB of
+    them, 32,768 folded keys) it forgets them all, mid-batch; a key of more than 8 KB of values goes
+    the Python way. None of it may change a thing."""
+    require_c()
+    rnd = random.Random(max_series)
+    lines = []
+    for i in range(36_000):  # more distinct values than ids, and more folded keys than kept
+        lines.append(_sub(P, b'"user_api_key_hash":"h"', b'"user_api_key_hash":"h%d"' % i))
+    for i in range(800):  # 2.4 MB of distinct values
+        lines.append(_sub(P, b'"user_api_key_hash":"h"', b'"user_api_key_hash":"%s"' % (b"%05d" % i * 600)))
+    for i in range(30):  # one value longer than a key may be, and a few keys just under and over
+        lines.append(_sub(P, b'"user_api_key_hash":"h"', b'"user_api_key_hash":"%s"' % (b"k" * (8150 + i * 3))))
+    lines += lines[:2000]  # seen before the table was emptied
+    check(lines, max_series=max_series, batches=1)  # the values of a key cached before it was emptied get new ids
+    rnd.shuffle(lines)
+    check(lines, max_series=max_series, batches=[20_000, 1, 5_000, 0, 30_000], ops=("none", "drop", "iter"))
 
 
 def test_ingest_drop_caches_between_batches(monkeypatch: pytest.MonkeyPatch) -> None:
