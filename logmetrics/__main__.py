@@ -1,3 +1,3 @@
-from logmetrics.cli import main
+from logmetrics.cli import script
 
-main()
+script()

@@ -295,14 +295,14 @@ def _writing(path: Path | None) -> Iterator[None]:
         raise LogmetricsError(f"cannot write {path}: {e.strerror}") from None
 
 
-_command_line = False  # main() runs this process: it may end it (see _leave)
+_own_process = False  # the process is the command's own (script()): it may end it at once (see _leave)
 
 
 def _leave() -> None:
     """End a finished replay's process at once, output flushed: freeing its state object by object
     takes a fifth of a second at 10k series, and nothing needs it (mypy ends the same way). Only
-    from main(): in-process callers (tests, CliRunner) return as usual."""
-    if _command_line:
+    when the process is the command's own (`script`): main() called in-process returns as usual."""
+    if _own_process:
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:  # None: closed (`2>&-`)
                 stream.flush()
@@ -340,9 +340,14 @@ def _streams() -> None:
             out.reconfigure(errors="replace")
 
 
+def script() -> None:
+    """The `logmetrics` command and `python -m logmetrics`: main() in a process of its own."""
+    global _own_process
+    _own_process = True
+    main()
+
+
 def main() -> None:
-    global _command_line
-    _command_line = True
     signal.signal(signal.SIGINT, _interrupted)  # serve and tail install their own while they run
     _streams()
     try:
