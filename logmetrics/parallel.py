@@ -323,6 +323,7 @@ def replay_parts(
             try:
                 result = receiver.recv()
             except EOFError:
+                process.join()  # its exit code: EOF can come before the process is reaped
                 raise LogmetricsError(
                     f"a replay worker process died (exit {process.exitcode}; out of memory?): try --jobs 1"
                 ) from None
