@@ -230,6 +230,16 @@ class Aggregator:
         # a part (see `merge`) also counts the records of each deployment state key it keeps, in
         # the order the keys first came: what merging needs to fold them exactly as one run would
         self._state_records: dict[StateKey, int] | None = {} if part else None
+        # a part read after a full state (see `freeze`): the label sets (and, when full too, the view
+        # rows) that have a slot there; anything else folds here as it would there
+        self.frozen = self.frozen_rows = False
+        self._real: frozenset[Signature] | None = None
+        self._real_rows: frozenset[str] | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_real"] = state["_real_rows"] = None  # the state it came from has them: a part goes back without
+        return state
 
     @property
     def acc(self) -> dict[Signature, list[object]]:
@@ -358,7 +368,8 @@ class Aggregator:
         key = sig
         acc = self._acc.get(key)
         if acc is None:
-            if len(self._acc) >= self.max_series:
+            real = self._real
+            if len(self._acc) >= self.max_series if real is None else sig not in real:
                 key = self._overflow(sig)
                 acc = self._acc.get(key)
             if acc is None:
@@ -441,7 +452,8 @@ class Aggregator:
             key = lab.requested_model or lab.model_group or lab.model or "None"
         stats = self._models.get(key)
         if stats is None:
-            if len(self._models) >= self.max_series:
+            rows = self._real_rows
+            if len(self._models) >= self.max_series if rows is None else key not in rows:
                 key = OVERFLOW
                 stats = self._models.get(key)
             if stats is None:
@@ -480,13 +492,61 @@ class Aggregator:
     # -- merging ------------------------------------------------------------------------------
     def can_merge(self, part: Aggregator) -> bool:
         """Whether `merge(part)` gives exactly what reading part's records here would. Not when the
-        part folded something into an overflow series (or row) and this one holds anything: a label
-        set the part folded may have a slot here, and the part no longer knows which it was."""
+        part folded something into an overflow series (or row) by its own cap and this one holds
+        anything: a label set the part folded may have a slot here, and the part no longer knows which
+        it was. A frozen part (`freeze`) folded what has no slot in a full state before it: this one,
+        full (a full state's label sets never change)."""
+        if part.frozen:
+            return (not part.folded() and len(self._acc) >= self.max_series
+                    and (not part.frozen_rows or len(self._models) >= self.max_series))
         return not part.folded() or not (self._acc or self._models or self.state or self.access_lines)
 
     def folded(self) -> bool:
-        """Whether anything was folded into an overflow series (or view row)."""
-        return any(self._dropped_kinds.values()) or bool(self._dropped_families) or OVERFLOW in self._models
+        """Whether anything was folded into an overflow series (or view row) by this aggregator's own
+        cap (a frozen part's folding against the state before it does not count)."""
+        return ((not self.frozen and any(self._dropped_kinds.values())) or bool(self._dropped_families)
+                or (not self.frozen_rows and OVERFLOW in self._models))
+
+    def full(self) -> bool:
+        """Whether every label set not seen yet folds into an overflow series: the ones with a slot
+        are all there will ever be."""
+        return len(self._acc) >= self.max_series
+
+    def real(self) -> tuple[Iterable[Signature], frozenset[str] | None]:
+        """What a part read after this full state needs (`freeze`): the label sets with a slot, and
+        the view rows when those are full too."""
+        return self._acc.keys(), frozenset(self._models) if len(self._models) >= self.max_series else None
+
+    def freeze(self, real: frozenset[Signature], rows: frozenset[str] | None) -> None:
+        """Go on as a part read right after a full state whose `real()` this is: from now on a label
+        set folds here exactly when it folds there, and `can_merge` lets it merge there. What this
+        part gave a slot of its own so far (never more than its cap) folds now, into the overflow
+        series in the order it came, as one run folds it."""
+        self.drop_caches()
+        self.frozen, self._real = True, real
+        own = {sig: sig for sig in real}  # their objects: this part's equal copies go
+        accs, self._acc = self._acc, {}
+        for sig, acc in accs.items():
+            key = own.get(sig)
+            if key is None:
+                key = self._overflow(sig)
+                if key != sig:
+                    self._dropped_kinds[sig.kind] += acc[0]  # type: ignore[operator]
+            have = self._acc.get(key)
+            if have is None:
+                self._acc[key] = acc
+            else:
+                _add_acc(have, acc)
+        if rows is not None:
+            self.frozen_rows, self._real_rows = True, rows
+            models, self._models = self._models, {}
+            for name, stats in models.items():
+                row = name if name in rows else OVERFLOW
+                have_row = self._models.get(row)
+                if have_row is None:
+                    self._models[row] = stats
+                else:
+                    have_row.merge(stats)
 
     def merge(self, part: Aggregator, accs: Iterable[tuple[Signature, list[object]]] | None = None) -> None:
         """Add `part` (an `Aggregator(part=True)` with the same settings that read the records that
@@ -539,13 +599,7 @@ class Aggregator:
                 if have is None:
                     self._acc[key] = acc
                     continue
-            for i, value in enumerate(acc):
-                if isinstance(value, Histogram):
-                    h = have[i]
-                    assert h is None or isinstance(h, Histogram)
-                    have[i] = value if h is None else h + value
-                elif value is not None:
-                    have[i] += value  # type: ignore[operator]
+            _add_acc(have, acc)
 
     def _merge_models(self, models: dict[str, ModelStats]) -> None:
         for key, stats in models.items():
@@ -636,6 +690,24 @@ class Aggregator:
             if exact_sums:  # a family's feeds are all exact sums or none is
                 values = {key: inexact(v) for key, v in values.items()}  # type: ignore[arg-type]
             yield Series(family, values)
+
+
+def _add_acc(have: list[object], acc: list[object]) -> None:
+    """have += acc, slot by slot."""
+    for i, value in enumerate(acc):
+        if isinstance(value, Histogram):
+            h = have[i]
+            if h is None:
+                have[i] = value
+            else:  # in place: no new lists while a part streams in
+                assert isinstance(h, Histogram)
+                counts = h.counts
+                for j, n in enumerate(value.counts):
+                    if n:
+                        counts[j] += n
+                h.sum_exact += value.sum_exact
+        elif value is not None:
+            have[i] += value  # type: ignore[operator]
 
 
 def _observe(acc: list[object], slot: int, value: float) -> None:

@@ -2,10 +2,15 @@
 ends) are read at once: the first by this process, the others by worker processes into part
 aggregators, merged in input order (`Aggregator.merge`) and streamed in, so that memory holds one
 whole state and a chunk of another. The output is what one process writes, byte for byte:
-merging keeps one run's series order and cap folding, and sums are exact. A part that had to fold
-label sets into overflow series cannot be merged exactly once anything came before it: from that
-part on, the rest of the input is read here, in order, as one process would (high-cardinality
-input gains nothing from parallelism, and loses nothing either).
+merging keeps one run's series order and cap folding, and sums are exact.
+
+Past the cap (`--max-series` label sets), which label sets fold depends on the order they came in.
+Once this process's state is full, its label sets are all there will ever be: it tells the workers
+(`Aggregator.real`, through a file), and each folds from then on exactly what one run folds
+(`Aggregator.freeze`). A worker about to fold by its own cap waits for that word first; told that
+the state before its part is not full, it goes on, and a part that had to fold by its own cap
+cannot be merged exactly: from that part on, the rest of the input is read here, in order, as one
+process would.
 
 Used by `pipeline.replay` for regular files only (stdin and pipes are read in order), without
 `--openmetrics-out` (its snapshots follow the records' order).
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 MIN_PART_BYTES = 16 << 20  # less is not worth a process
 ACC_CHUNK = 256  # accumulators per pickle from a worker
 PROGRESS_LINES = 16_384
+MIN_ROOM = 64  # a worker reads in batches no bigger than its room under the cap; below this it waits
 T = TypeVar("T")
 
 
@@ -153,15 +159,17 @@ def plan(files: list[str], jobs: int) -> list[Part] | None:
     return parts if len(parts) > 1 else None
 
 
-def feed(items: Iterator[T], consume: Callable[[Iterable[T]], None], report: Callable[[], None] | None) -> None:
+def feed(items: Iterator[T], consume: Callable[[Iterable[T]], None], report: Callable[[], None] | None,
+         size: Callable[[], int] | None = None) -> None:
     """Lines (or parsed lines) into `consume` (`Ingest.lines`, `Ingest.results`), calling `report`
-    every PROGRESS_LINES of them."""
-    if report is None:
+    after every batch: of PROGRESS_LINES, or of what `size` says before each."""
+    if report is None and size is None:
         consume(items)
         return
     while (first := next(items, None)) is not None:
-        consume(chain((first,), islice(items, PROGRESS_LINES - 1)))
-        report()
+        consume(chain((first,), islice(items, (PROGRESS_LINES if size is None else size()) - 1)))
+        if report is not None:
+            report()
 
 
 def part_lines(part: Part, stats: ReadStats, max_line_bytes: int) -> Iterator[bytes]:
@@ -187,13 +195,19 @@ class _Folded(Exception):
     """A worker's part folded label sets: the parent will read it itself (can_merge)."""
 
 
-def _worker(part: Part, settings: Settings, shared: Any, out: str, conn: Connection) -> None:
+Before = str | Connection | None
+"""What a worker knows of the state before its part: the file of its `Aggregator.real()` (full),
+where word of it will come ("real": that file is there; "none": not full), or nothing (not full)."""
+
+
+def _worker(part: Part, settings: Settings, shared: Any, out: str, conn: Connection, before: Before,
+            real_path: str) -> None:
     """A worker process: read one part, write its aggregator and read stats to the file `out`
     (`_write_part`), then say how it went: "ok", "read it here" (it folded label sets, or its
     result could not be written: a full disk) or the error."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        agg, stats = _read_part(part, settings, shared)
+        agg, stats = _read_part(part, settings, shared, before, real_path)
         _write_part(out, agg, stats)
         status: object = "ok"
     except (_Folded, OSError):
@@ -204,11 +218,33 @@ def _worker(part: Part, settings: Settings, shared: Any, out: str, conn: Connect
     conn.close()
 
 
-def _read_part(part: Part, settings: Settings, shared: Any) -> tuple[Aggregator, ReadStats]:
+def _write_real(path: str, agg: Aggregator) -> None:
+    """`agg.real()`: the view rows, then the label sets in pickles of ACC_CHUNK (one pickle of them
+    all took 3 MB more at its peak than the state it was taken from)."""
+    sigs, rows = agg.real()
+    with open(path + ".tmp", "wb") as f:
+        pickle.dump(rows, f, pickle.HIGHEST_PROTOCOL)
+        items = iter(sigs)
+        while chunk := list(islice(items, ACC_CHUNK)):
+            pickle.dump(chunk, f, pickle.HIGHEST_PROTOCOL)
+    os.rename(path + ".tmp", path)
+
+
+def _freeze(agg: Aggregator, path: str) -> None:
+    with open(path, "rb") as f:
+        rows = pickle.load(f)
+        agg.freeze(frozenset(_chunks(f)), rows)
+
+
+def _read_part(part: Part, settings: Settings, shared: Any, before: Before = None,
+               real_path: str = "") -> tuple[Aggregator, ReadStats]:
     from logmetrics.parse import Parser
     from logmetrics.pipeline import Ingest
 
     agg = Aggregator(max_series=settings.max_series, by=settings.by, part=True, rates=False)
+    if isinstance(before, str):
+        _freeze(agg, before)
+        before = None
     ingest = Ingest(agg, Parser(max_line_bytes=settings.max_line_bytes, end_user_label=settings.end_user_label),
                     settings.filters)
     stats = ReadStats()
@@ -225,7 +261,23 @@ def _read_part(part: Part, settings: Settings, shared: Any) -> tuple[Aggregator,
             shared[1] += agg.records - reported[1]
         reported[:] = [stats.bytes_read, agg.records]
 
-    feed(part_lines(part, stats, settings.max_line_bytes), ingest.lines, report)
+    def size() -> int:  # lines in the next batch: none may fold by this part's own cap while word may come
+        nonlocal before
+        while isinstance(before, Connection) and not agg.frozen:
+            room = agg.max_series - max(len(agg.acc), len(agg.models))  # a line adds one of each at most
+            if room >= MIN_ROOM:
+                return min(PROGRESS_LINES, room)
+            if before.poll(0.25):
+                word = before.recv()
+                before.close()
+                before = None
+                if word == "real":
+                    _freeze(agg, real_path)
+            elif os.getppid() != parent:
+                os._exit(1)
+        return PROGRESS_LINES
+
+    feed(part_lines(part, stats, settings.max_line_bytes), ingest.lines, report, size)
     report()
     ingest.drop_caches()
     return agg, stats
@@ -257,7 +309,7 @@ def _merge_from(path: str, agg: Aggregator) -> ReadStats | None:
     return stats
 
 
-def _chunks(f: BinaryIO) -> Iterator[tuple[Any, list[object]]]:
+def _chunks(f: BinaryIO) -> Iterator[Any]:
     while True:
         try:
             chunk = pickle.load(f)
@@ -286,23 +338,50 @@ def replay_parts(
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     shared = context.Array("q", 2)  # bytes read, records: of the parts not merged yet
     running: dict[int, tuple[BaseProcess, Connection]] = {}
+    waiting: dict[int, Connection] = {}  # workers to tell whether the state before their part is full
     scratch = tempfile.mkdtemp(prefix="logmetrics-replay-")
+    real_path = os.path.join(scratch, "real")  # agg.real(), once agg is full
     stats = ReadStats()
     unreadable: set[str] = set()
+
+    def full() -> bool:  # agg is full: its real() is in the file (written once)
+        if not os.path.exists(real_path):
+            if not agg.full():
+                return False
+            _write_real(real_path, agg)
+        return True
 
     def start(first: int, last: int) -> None:  # workers for parts[first:last], in input order
         for j in range(first, min(len(parts), last)):
             if j not in running:
                 receiver, sender = context.Pipe(duplex=False)
+                told = None if full() else context.Pipe(duplex=False)
                 worker: BaseProcess = context.Process(target=_worker, daemon=True, args=(
-                    parts[j], settings, shared, os.path.join(scratch, str(j)), sender))
+                    parts[j], settings, shared, os.path.join(scratch, str(j)), sender,
+                    real_path if told is None else told[0], real_path))
                 worker.start()
                 sender.close()
                 running[j] = (worker, receiver)
+                if told is not None:
+                    told[0].close()
+                    waiting[j] = told[1]
+
+    def tell(j: int, word: str) -> None:  # a few bytes: the pipe takes them without waiting
+        with waiting.pop(j) as conn:
+            try:
+                conn.send(word)
+            except OSError:  # the worker is gone: its result says why
+                pass
+
+    def check_full() -> None:  # once full: what every worker still waiting folds from then on
+        if waiting and full():
+            for j in list(waiting):
+                tell(j, "real")
 
     shown = [0, 0]  # bytes, records: the most reported so far
 
     def report(read: ReadStats) -> None:  # the parts merged, the one read here so far, the workers' so far
+        check_full()
         if progress is not None:
             # never back: when workers' parts are read again here (below), what they had read is
             # dropped, and the count holds until the reading here passes it
@@ -310,13 +389,15 @@ def replay_parts(
             shown[1] = max(shown[1], agg.records + shared[1])
             progress(ReadStats(bytes_read=shown[0]), total, shown[1])
 
-    here = report if progress is not None else None
     rest = len(parts)
     try:
         start(1, jobs)
-        _read_here(parts[0], ingest, stats, unreadable, here)
+        _read_here(parts[0], ingest, stats, unreadable, report)
         for i in range(1, len(parts)):
             start(i, i + jobs)
+            check_full()
+            if i in waiting:  # everything before its part is in agg, which is not full
+                tell(i, "none")
             process, receiver = running.pop(i)
             while not receiver.poll(0.25):
                 report(ReadStats())
@@ -346,10 +427,13 @@ def replay_parts(
             process.kill()
             process.join()
             receiver.close()
+        for conn in waiting.values():
+            conn.close()
+        waiting.clear()
         shutil.rmtree(scratch, ignore_errors=True)
     shared[0] = shared[1] = 0  # the workers are gone: what they read and was not merged is read again
     for part in parts[rest:]:  # in order, here, as one process reads them
-        _read_here(part, ingest, stats, unreadable, here)
+        _read_here(part, ingest, stats, unreadable, report if progress is not None else None)
     stats.unreadable += len(unreadable)
     return stats
 

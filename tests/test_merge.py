@@ -52,6 +52,20 @@ def _many_label_sets(n: int, seed: int) -> list[bytes]:
     return out
 
 
+def _wide(n: int, seed: int, groups: int) -> list[bytes]:
+    """Payloads of many label sets (3,000 keys) over few deployments and `groups` model groups: the
+    label sets pass a small cap early, the deployment states never do."""
+    rng = random.Random(seed)
+    return [msgspec.json.encode({
+        "status": "failure" if rng.random() < 0.1 else "success", "call_type": "acompletion", "model": "gpt-4o",
+        "model_group": f"g{rng.randrange(groups)}", "model_id": f"id{rng.randrange(2)}", "api_base": "https://b",
+        "custom_llm_provider": "openai", "startTime": 1761049584.0 + i, "endTime": 1761049585.0 + i + rng.random(),
+        "response_cost": rng.random() / 1000, "prompt_tokens": 3, "completion_tokens": rng.randrange(9),
+        "total_tokens": 12, "metadata": {"user_api_key_hash": f"k{rng.randrange(3000)}"},
+        "error_information": {"error_class": "RateLimitError", "error_code": "429", "llm_provider": "openai"},
+    }) for i in range(n)]
+
+
 def _run(lines: list[bytes], *, part: bool = False, **settings: object) -> Aggregator:
     agg = Aggregator(part=part, **settings)  # type: ignore[arg-type]
     Ingest(agg, Parser()).lines(lines)
@@ -70,6 +84,7 @@ def _same(merged: Aggregator, whole: Aggregator) -> None:
 
 
 CORPORA = {"samples": LINES, "many": _many_label_sets(3_000, seed=1)}
+FROZEN_CORPORA = {**CORPORA, "wide": _wide(3_000, seed=2, groups=30)}
 
 
 @pytest.mark.parametrize("corpus", CORPORA, ids=CORPORA)
@@ -140,3 +155,45 @@ def test_label_sets_fold_at_the_merge_as_in_one_run() -> None:
     assert whole.series_dropped["litellm_requests_metric"] == 20  # m40..m59 (m30..m39 found room)
     assert whole.series_dropped["logmetrics_http_access_lines"] == 20
     _same(merged, whole)
+
+
+@pytest.mark.parametrize("corpus", FROZEN_CORPORA, ids=FROZEN_CORPORA)
+@pytest.mark.parametrize("max_series", [7, 60, 300])
+@pytest.mark.parametrize("by", ["model", "deployment"])
+@pytest.mark.parametrize("rates", [True, False], ids=["python", "hot-loop"])
+def test_frozen_parts_merge_as_one_run(corpus: str, max_series: int, by: str, rates: bool) -> None:
+    """A part read after a full state (`freeze`: from its start, or once it has read a few lines
+    with slots of its own) folds as that one run folds, and merges into it exactly."""
+    lines = FROZEN_CORPORA[corpus]
+    whole = _run(lines, max_series=max_series, by=by, rates=rates)
+    filling = Aggregator(max_series=max_series, by=by)
+    first = next((k for k, line in enumerate(lines, 1) if filling.add(Parser().parse(line)) or filling.full()), None)
+    if first is None:
+        assert corpus == "samples" and max_series > 7
+        return
+    rng = random.Random(f"{corpus}{max_series}{by}{rates}")
+    merged_frozen = 0
+    for _ in range(3):
+        cuts = sorted(rng.sample(range(first, len(lines) + 1), rng.randrange(1, 4)))
+        bounds = [*cuts, len(lines)]
+        merged = _run(lines[:cuts[0]], max_series=max_series, by=by, rates=rates)
+        for start, end in itertools.pairwise(bounds):
+            assert merged.full()
+            sigs, rows = merged.real()
+            part = Aggregator(part=True, max_series=max_series, by=by, rates=rates)
+            ingest = Ingest(part, Parser())
+            ahead = rng.choice([0, 0, min(max_series - 1, end - start)])  # lines read before it knows
+            ingest.lines(lines[start:start + ahead])
+            part.freeze(frozenset(sigs), rows)
+            ingest.lines(lines[start + ahead:end])
+            ingest.drop_caches()
+            part = pickle.loads(pickle.dumps(part))
+            if merged.can_merge(part):
+                merged.merge(part)
+                merged_frozen += 1
+            else:  # it folded deployment states or routes by its own cap: read here
+                assert part.folded()
+                Ingest(merged, Parser()).lines(lines[start:end])
+        _same(merged, whole)
+    if corpus == "wide":
+        assert merged_frozen  # the cap binds on label sets (and rows) only: frozen parts merge

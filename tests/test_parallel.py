@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ from logmetrics.parse import Parser
 from logmetrics.pipeline import Filters, Ingest, replay
 from logmetrics.sources.archive import ReadStats, line_starts, read_lines, read_range
 from logmetrics.view import summary_rows
-from tests.test_merge import _many_label_sets
+from tests.test_merge import _many_label_sets, _wide
 
 SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "sample-logs"
 
@@ -129,6 +130,38 @@ def test_jobs_give_one_process_output(inputs: list[str], monkeypatch: pytest.Mon
     assert summary_rows(many) == summary_rows(one)
     assert many.series_dropped == one.series_dropped and many.skipped == one.skipped
     assert many_stats == one_stats
+
+
+@pytest.mark.parametrize(("max_series", "groups", "by"), [(150, 9, "model"), (150, 9, "deployment"),
+                                                          (5, 40, "model"), (40, 40, "model")])
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_parts_after_a_full_state_fold_in_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      max_series: int, groups: int, by: str, jobs: int) -> None:
+    """The state this process reads is full early in the first part: the workers fold as one run
+    folds, and their parts are merged (none is read again here). Rows too, when they are full
+    (5 and 40 of 40 model groups), or fill only later (40 rows: not when the label sets do)."""
+    path = tmp_path / "wide.log"
+    path.write_bytes(b"\n".join(_wide(6_000, seed=max_series + groups, groups=groups)) + b"\n")
+    one = Aggregator(max_series=max_series, by=by, rates=False)
+    replay([str(path)], Ingest(one, Parser()), None, 1)
+    monkeypatch.setattr(parallel, "MIN_PART_BYTES", 1 << 16)
+    monkeypatch.setattr(parallel, "PROGRESS_LINES", 300)  # this process checks for full every 300 lines
+    monkeypatch.setattr(parallel, "ACC_CHUNK", 7)
+    read_here: list[parallel.Part] = []
+    real_read_here = parallel._read_here
+
+    def counted(part: parallel.Part, *args: Any) -> None:
+        read_here.append(part)
+        real_read_here(part, *args)
+
+    monkeypatch.setattr(parallel, "_read_here", counted)
+    many = Aggregator(max_series=max_series, by=by, rates=False)
+    replay([str(path)], Ingest(many, Parser()), None, jobs)
+    assert exposition(many) == exposition(one)
+    assert summary_rows(many) == summary_rows(one)
+    assert many.series_dropped == one.series_dropped and many.series_dropped["litellm_requests_metric"] > 0
+    parts = parallel.plan([str(path)], jobs)
+    assert parts is not None and len(parts) == jobs and read_here == parts[:1]  # no part read again here
 
 
 def test_filters_apply_in_workers(inputs: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
