@@ -268,7 +268,10 @@ def _read_part(part: Part, settings: Settings, shared: Any, before: Before = Non
             if room >= MIN_ROOM:
                 return min(PROGRESS_LINES, room)
             if before.poll(0.25):
-                word = before.recv()
+                try:
+                    word = before.recv()
+                except EOFError:  # closed unsaid (the parent is stopping): as "none"
+                    word = "none"
                 before.close()
                 before = None
                 if word == "real":
