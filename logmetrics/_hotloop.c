@@ -1329,6 +1329,12 @@ static Str strip_provider(Str model, Str provider) {
     return model;
 }
 
+/* An api_base events.redact_api_base changes (a query, user info): such lines go the Python way. */
+static int redacted(Str api_base) {
+    return api_base.p != NULL &&
+           (memchr(api_base.p, '?', (size_t)api_base.n) != NULL || memchr(api_base.p, '@', (size_t)api_base.n) != NULL);
+}
+
 static int raw_has_tier(const Val *v) {
     static const char needle[] = "\"service_tier\"";
     if (v->t != V_RAW) return 0;
@@ -1478,6 +1484,7 @@ static int payload(Loop *L, Rec *R, int pay, int md, int usage, int ptd, int ctd
         st[2] = or_empty(str_of(PV(P_API_BASE)));
         st[3] = or_empty(provider);
     }
+    if (redacted(str_of(PV(P_API_BASE))) || redacted(st[2])) return 0;
     a.spend = is_set(PV(P_COST)) ? PV(P_COST)->d : 0.0;
     if (!(a.spend > -MAX_VALUE && a.spend < MAX_VALUE)) return 0;
     a.prompt = is_set(PV(P_PROMPT)) ? PV(P_PROMPT)->i : 0;

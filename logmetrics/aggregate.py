@@ -536,7 +536,7 @@ class Aggregator:
             if have is None:
                 self._acc[key] = acc
             else:
-                _add_acc(have, acc)
+                add_acc(have, acc)
         if rows is not None:
             self.frozen_rows, self._real_rows = True, rows
             models, self._models = self._models, {}
@@ -599,7 +599,7 @@ class Aggregator:
                 if have is None:
                     self._acc[key] = acc
                     continue
-            _add_acc(have, acc)
+            add_acc(have, acc)
 
     def _merge_models(self, models: dict[str, ModelStats]) -> None:
         for key, stats in models.items():
@@ -692,7 +692,7 @@ class Aggregator:
             yield Series(family, values)
 
 
-def _add_acc(have: list[object], acc: list[object]) -> None:
+def add_acc(have: list[object], acc: list[object]) -> None:
     """have += acc, slot by slot."""
     for i, value in enumerate(acc):
         if isinstance(value, Histogram):

@@ -84,6 +84,24 @@ class Labels(msgspec.Struct, frozen=True, gc=False, cache_hash=True):
 LABEL_NAMES: tuple[str, ...] = Labels.__struct_fields__
 
 
+def redact_api_base(value: str | None) -> str | None:
+    """An api_base as logmetrics shows it: without credentials. LiteLLM's Gemini URLs carry the API
+    key in the query (`...:generateContent?key=AIza...`; LiteLLM masked only 5 of its characters
+    before 1.74.x, BerriAI/litellm#5433), and a URL may hold `user:password@`. The query becomes
+    `?REDACTED` and the user info `REDACTED@`; any other value is returned as it is (the same
+    object). LiteLLM's own exporter shows them unchanged: a deliberate difference."""
+    if value is None or ("?" not in value and "@" not in value):
+        return value
+    base, query, _ = value.partition("?")
+    scheme, sep, rest = base.partition("://")
+    if not sep:
+        scheme, rest = "", base
+    host, slash, path = rest.partition("/")
+    if "@" in host:
+        host = "REDACTED@" + host.rpartition("@")[2]
+    return scheme + sep + host + slash + path + ("?REDACTED" if query else "")
+
+
 class DeploymentState(msgspec.Struct, frozen=True, gc=False):
     """A `litellm_deployment_state` write: 0 after a success, 1 after a failure (last one wins)."""
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 
 import msgspec
 
-from logmetrics.events import MAX_VALUE, DeploymentState, EventKind, Labels, RequestEvent
+from logmetrics.events import MAX_VALUE, DeploymentState, EventKind, Labels, RequestEvent, redact_api_base
 from logmetrics.records import USAGE_DECODER, Facts, Metadata, Payload, Time, TokenDetails, Usage
 
 _NO_METADATA = Metadata()
@@ -167,7 +167,7 @@ def labels_200(key: tuple[str | None, ...]) -> Labels:
      api_base, provider, tier, route, client_ip, user_agent) = interned
     cached = Labels(  # positional, in Labels' field order: a third faster than by keyword
         end_user, key_hash, key_alias, group, group, team, team_alias, user, email, org, org_alias, model,
-        model, model_id, api_base, provider, tier, route, client_ip, user_agent, "200",
+        model, model_id, redact_api_base(api_base), provider, tier, route, client_ip, user_agent, "200",
     )
     if len(_LABELS) >= _MAX_CACHED_LABELS:
         _LABELS.clear()
@@ -270,7 +270,7 @@ def event_from_payload(
         state = _recorded_state(f.deployment_state, 0)
     else:  # records before the fact: the payload's provider (LiteLLM's is litellm_params')
         state = DeploymentState(
-            model or "", f.model_info_id or p.model_id or "", p.api_base or "", p.custom_llm_provider or "", 0
+            model or "", f.model_info_id or p.model_id or "", labels_200.api_base or "", p.custom_llm_provider or "", 0
         )
     spend = float(p.response_cost or 0.0)
     if not -MAX_VALUE < spend < MAX_VALUE:
@@ -336,14 +336,15 @@ def _failure(p: Payload, f: Facts, md: Metadata, labels: Labels, time: float, pa
     )
     if f.deployment_labels is not None:
         deployment = Labels(**{k: v for k, v in f.deployment_labels.items() if k in Labels.__struct_fields__})
-        deployment = msgspec.structs.replace(deployment, exception_status=status, exception_class=exc_class)
+        deployment = msgspec.structs.replace(deployment, exception_status=status, exception_class=exc_class,
+                                             api_base=redact_api_base(deployment.api_base))
     else:
         deployment = _guess_deployment(p, labels, info.error_class if info else None)
     state: DeploymentState | None
     if f.deployment_state is not None:
         state = _recorded_state(f.deployment_state, 1)
     elif payload_only and deployment.litellm_model_name:
-        state = DeploymentState(labels.model or "", p.model_id, p.api_base, p.custom_llm_provider or "", 1)
+        state = DeploymentState(labels.model or "", p.model_id, labels.api_base, p.custom_llm_provider or "", 1)
     else:
         state = None
     proxy = None
@@ -370,8 +371,8 @@ def _failure(p: Payload, f: Facts, md: Metadata, labels: Labels, time: float, pa
 
 def _recorded_state(s: dict[str, str | None], value: int) -> DeploymentState:
     """`litellm_deployment_state`'s labels as the callback recorded them from LiteLLM's call."""
-    return DeploymentState(s.get("litellm_model_name"), s.get("model_id"), s.get("api_base"), s.get("api_provider"),
-                           value)
+    return DeploymentState(s.get("litellm_model_name"), s.get("model_id"), redact_api_base(s.get("api_base")),
+                           s.get("api_provider"), value)
 
 
 def _guess_deployment(p: Payload, labels: Labels, error_class: str | None) -> Labels:
@@ -384,7 +385,7 @@ def _guess_deployment(p: Payload, labels: Labels, error_class: str | None) -> La
     }
     if p.model_id and error_class not in _PROXY_LEVEL_ERRORS:
         return Labels(
-            litellm_model_name=labels.model, model_id=p.model_id, api_base=p.api_base,
+            litellm_model_name=labels.model, model_id=p.model_id, api_base=labels.api_base,
             api_provider=p.custom_llm_provider, requested_model=p.model_group or labels.model,
             model_group=p.model_group, **common,
         )
@@ -398,6 +399,8 @@ def _guess_deployment(p: Payload, labels: Labels, error_class: str | None) -> La
 def event_from_hook(labels: dict[str, str | None], time: float, message: str | None) -> RequestEvent:
     """A post-call failure hook record: its label values are LiteLLM's own (recorded live)."""
     known = {k: v for k, v in labels.items() if k in Labels.__struct_fields__}
+    if "api_base" in known:
+        known["api_base"] = redact_api_base(known["api_base"])
     known.setdefault("status_code", known.get("exception_status"))
     return RequestEvent(
         kind=EventKind.PROXY_FAILURE,

@@ -27,9 +27,9 @@ from typing import Any
 
 import msgspec
 
-from logmetrics.aggregate import Aggregator, Histogram, ModelStats, Signature, exact, pad
+from logmetrics.aggregate import Aggregator, Histogram, ModelStats, Signature, add_acc, exact, pad
 from logmetrics.errors import StateError
-from logmetrics.events import LABEL_NAMES, EventKind, Labels, SkipReason
+from logmetrics.events import LABEL_NAMES, EventKind, Labels, SkipReason, redact_api_base
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,14 @@ def _unlabels(values: LabelTuple | None) -> Labels | None:
         return None
     if len(values) != len(LABEL_NAMES):
         raise ValueError("label arity")
-    return Labels(*values)
+    labels = Labels(*values)
+    base = redact_api_base(labels.api_base)  # a file of an earlier version may hold one unredacted
+    return labels if base is labels.api_base else msgspec.structs.replace(labels, api_base=base)
+
+
+def _state_key(values: list[str | None]) -> tuple[str | None, ...]:
+    key = tuple(values)  # (litellm_model_name, model_id, api_base, api_provider)
+    return key[:2] + (redact_api_base(key[2]),) + key[3:] if len(key) == 4 else key
 
 
 def dump_aggregator(agg: Aggregator) -> AggregatorData:
@@ -124,12 +131,17 @@ def load_aggregator(agg: Aggregator, data: AggregatorData) -> None:
     for kind, labels, deployment, proxy, zcr, slots in data.acc:
         main = _unlabels(labels)
         assert main is not None
-        acc[Signature(EventKind(kind), main, _unlabels(deployment), _unlabels(proxy), zcr)] = pad(list(slots))
+        sig = Signature(EventKind(kind), main, _unlabels(deployment), _unlabels(proxy), zcr)
+        have = acc.get(sig)
+        if have is None:
+            acc[sig] = pad(list(slots))
+        else:  # two label sets of an earlier version's file that differed only in an api_base's credentials
+            add_acc(have, pad(list(slots)))
     skipped = dict.fromkeys(SkipReason, 0)
     for reason, n in data.skipped.items():
         skipped[SkipReason(reason)] = n
     agg.acc = acc
-    agg.state = {tuple(k): v for k, v in data.state}
+    agg.state = {_state_key(k): v for k, v in data.state}
     agg.records = data.records
     agg.skipped = skipped
     agg.access_lines = {(route, status): n for route, status, n in data.access_lines}

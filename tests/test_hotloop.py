@@ -1489,3 +1489,24 @@ def test_ingest_drop_caches_between_batches(monkeypatch: pytest.MonkeyPatch) -> 
     got = state_of(agg)
     got["generation"] = pure["generation"]  # one drop more (after the last batch)
     assert got == pure, describe(pure, got)
+
+
+# -- api_base values with credentials ---------------------------------------------------------
+
+SECRET_BASES = [b"https://api.openai.com", b"https://g.example/v1:generateContent?key=AIzaSECRET",
+                b"https://u:SECRET@h.example/v1", b"https://h.example/p@q", b"u:SECRET@h", b"https://h?"]
+
+
+def test_api_base_credentials() -> None:
+    """Shown redacted (events.redact_api_base): the C loop leaves such lines to the Python way, in a
+    payload's api_base and in the deployment state a callback record holds."""
+    require_c()
+    lines = []
+    for i, base in enumerate(SECRET_BASES):
+        lines.append(_sub(P, b'"api_base":"https://api.openai.com"', b'"api_base":"%s"' % base))
+        record = _sub(R, b'"api_base":"https://api.openai.com"', b'"api_base":"%s"' % base)
+        lines.append(_sub(record, b'"skip_metrics":false',
+                          b'"skip_metrics":false,"deployment_state":{"litellm_model_name":"n","model_id":"i%d",'
+                          b'"api_base":"%s","api_provider":"openai"}' % (i, SECRET_BASES[-1 - i])))
+    shown = check(lines * 2, batches=[3, 0, 7, 100])["exposition"]
+    assert isinstance(shown, bytes) and b"SECRET" not in shown and b"REDACTED" in shown

@@ -25,6 +25,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from logmetrics.events import redact_api_base
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "fixtures" / "sample-logs"
 TIMEOUT = 30.0
@@ -58,12 +60,19 @@ def _poison(payload: dict[str, Any]) -> dict[str, Any]:
     p["request_tags"] = [HEADER]
     p["cache_key"] = PROMPT
     p["error_str"] = f"litellm.BadRequestError: {ERROR} {PROMPT}"
+    # LiteLLM's Gemini URLs carry the key in the query; a URL may hold user:password@
+    p["api_base"] = _secret_url(p.get("api_base") or "https://generativelanguage.googleapis.com/v1beta/x")
     if p.get("status") == "failure" or p.get("error_information"):
         info = p.setdefault("error_information", {}) or {}
         info["traceback"] = f'Traceback (most recent call last):\n  File "x.py", line 1\n{TRACE}'
         info["error_message"] = ERROR
         p["error_information"] = info
     return p
+
+
+def _secret_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://u:{KEY}@{rest}?key={KEY}"
 
 
 def canary_lines() -> list[bytes]:
@@ -76,6 +85,10 @@ def canary_lines() -> list[bytes]:
             rec["payload"] = _poison(rec["payload"])
         if rec.get("facts"):
             rec["facts"]["error_message"] = f"{ERROR} {TRACE}"
+            for recorded in ("deployment_state", "deployment_labels"):  # LiteLLM's own values, recorded live
+                if rec["facts"].get(recorded):
+                    values = rec["facts"][recorded]
+                    values["api_base"] = _secret_url(values.get("api_base") or "https://b.invalid/v1")
         out.append(json.dumps(rec).encode())
     out += [
         json.dumps({"message": f"Request body: {PROMPT} {KEY}", "level": "INFO",
@@ -119,6 +132,28 @@ def test_the_canaries_are_really_in_the_input(log: Path) -> None:
     text = log.read_text(errors="replace")
     for c in CANARIES:
         assert c in text
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("https://api.openai.com/v1", "https://api.openai.com/v1"),
+    ("https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent?key=AIzaSyX",
+     "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent?REDACTED"),
+    ("https://user:pw@host:8080/v1?x=1&api-key=s", "https://REDACTED@host:8080/v1?REDACTED"),
+    ("http://a@b@host/p@q", "http://REDACTED@host/p@q"),  # an @ in the path is not user info
+    ("user:pw@host/v1", "REDACTED@host/v1"),
+    ("https://host/v1?", "https://host/v1?REDACTED"),
+    ("", ""),
+    (None, None),
+])
+def test_api_base_credentials_are_redacted(raw: str | None, shown: str | None) -> None:
+    assert redact_api_base(raw) == shown
+
+
+def test_api_base_canaries_are_in_the_records(log: Path) -> None:
+    """The canary key really is in api_base values: of payloads, and of the callback's recorded state."""
+    text = log.read_text(errors="replace")
+    assert f'"api_base": "https://u:{KEY}@' in text and f"?key={KEY}" in text
+    assert text.count(f"?key={KEY}") > text.count('"deployment_state": {') > 0
 
 
 def test_records_are_counted(log: Path) -> None:

@@ -162,3 +162,25 @@ def test_version_1_state_file_is_converted(tmp_path: Path) -> None:
     again = Aggregator(max_series=5)
     state.load(again, state.dump(agg, {}, {}))
     assert exposition(again) == exposition(agg)
+
+
+def test_api_base_credentials_of_an_earlier_file_are_redacted_on_load() -> None:
+    """A file written before api_base values were redacted holds them as they came: loaded, they show
+    redacted, and label sets that differed only in those credentials become one, their counts added."""
+    agg = _agg(LINES)
+    doc = msgspec.json.decode(state.dump(agg, {}, {}))
+    at = state.LABEL_NAMES.index("api_base")
+    acc = doc["metrics"]["acc"]
+    i = next(i for i, entry in enumerate(acc) if entry[1][at] and entry[0] == "success")
+    twin = msgspec.json.decode(msgspec.json.encode(acc[i]))
+    base = acc[i][1][at]
+    acc[i][1][at] = base.replace("://", "://u:SECRET1@", 1) + "?key=SECRET1"
+    twin[1][at] = base.replace("://", "://u:SECRET2@", 1) + "?key=SECRET2"
+    acc.append(twin)  # the same label set but for the credentials: one series once loaded
+    doc["metrics"]["state"][0][0][2] = "https://u:SECRET3@h/v1?key=SECRET3"
+    loaded = Aggregator()
+    state.load(loaded, msgspec.json.encode(doc))
+    text = exposition(loaded)
+    assert b"SECRET" not in text and b"://REDACTED@" in text and b"?REDACTED" in text
+    assert len(loaded.acc) == len(agg.acc)  # the twin merged into its label set
+    assert sum(a[0] for a in loaded.acc.values()) == sum(a[0] for a in agg.acc.values()) + twin[5][0]  # type: ignore[misc]
