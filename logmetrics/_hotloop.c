@@ -1202,11 +1202,50 @@ static PyObject *py_str(Str s) {
     return PyUnicode_DecodeASCII(s.p, s.n, NULL);
 }
 
+/* events.redact_api_base: a query becomes "?REDACTED", the host's user info "REDACTED@". The label
+ * values made in Python get it there (slp.labels_200); the deployment state's are made here. */
+static PyObject *py_api_base(Str s) {
+    if (s.p == NULL || (memchr(s.p, '?', (size_t)s.n) == NULL && memchr(s.p, '@', (size_t)s.n) == NULL))
+        return py_str(s);
+    char *buf = PyMem_Malloc((size_t)s.n + 32); /* a miss's work: the label set is new */
+    if (buf == NULL) return PyErr_NoMemory();
+    const char *q = memchr(s.p, '?', (size_t)s.n);
+    Py_ssize_t base_n = q != NULL ? q - s.p : s.n, rest = 0;
+    for (Py_ssize_t i = 0; i + 3 <= base_n; i++) /* base.partition("://") */
+        if (memcmp(s.p + i, "://", 3) == 0) {
+            rest = i + 3;
+            break;
+        }
+    const char *slash = memchr(s.p + rest, '/', (size_t)(base_n - rest));
+    Py_ssize_t host_end = slash != NULL ? slash - s.p : base_n, at = -1;
+    for (Py_ssize_t i = host_end - 1; i >= rest && at < 0; i--) /* host.rpartition("@") */
+        if (s.p[i] == '@') at = i;
+    Py_ssize_t n = 0;
+    memcpy(buf, s.p, (size_t)rest);
+    n = rest;
+    if (at >= 0) {
+        memcpy(buf + n, "REDACTED@", 9);
+        n += 9;
+        memcpy(buf + n, s.p + at + 1, (size_t)(base_n - at - 1));
+        n += base_n - at - 1;
+    } else {
+        memcpy(buf + n, s.p + rest, (size_t)(base_n - rest));
+        n += base_n - rest;
+    }
+    if (q != NULL) {
+        memcpy(buf + n, "?REDACTED", 9);
+        n += 9;
+    }
+    PyObject *text = PyUnicode_DecodeASCII(buf, n, NULL);
+    PyMem_Free(buf);
+    return text;
+}
+
 static PyObject *state_tuple(const Str st[4]) {
     PyObject *t = PyTuple_New(4);
     if (t == NULL) return NULL;
     for (int i = 0; i < 4; i++) {
-        PyObject *v = py_str(st[i]);
+        PyObject *v = i == 2 ? py_api_base(st[i]) : py_str(st[i]); /* (name, model_id, api_base, provider) */
         if (v == NULL) {
             Py_DECREF(t);
             return NULL;
@@ -1327,12 +1366,6 @@ static Str strip_provider(Str model, Str provider) {
         model.n -= provider.n + 1;
     }
     return model;
-}
-
-/* An api_base events.redact_api_base changes (a query, user info): such lines go the Python way. */
-static int redacted(Str api_base) {
-    return api_base.p != NULL &&
-           (memchr(api_base.p, '?', (size_t)api_base.n) != NULL || memchr(api_base.p, '@', (size_t)api_base.n) != NULL);
 }
 
 static int raw_has_tier(const Val *v) {
@@ -1484,7 +1517,6 @@ static int payload(Loop *L, Rec *R, int pay, int md, int usage, int ptd, int ctd
         st[2] = or_empty(str_of(PV(P_API_BASE)));
         st[3] = or_empty(provider);
     }
-    if (redacted(str_of(PV(P_API_BASE))) || redacted(st[2])) return 0;
     a.spend = is_set(PV(P_COST)) ? PV(P_COST)->d : 0.0;
     if (!(a.spend > -MAX_VALUE && a.spend < MAX_VALUE)) return 0;
     a.prompt = is_set(PV(P_PROMPT)) ? PV(P_PROMPT)->i : 0;

@@ -1494,12 +1494,14 @@ def test_ingest_drop_caches_between_batches(monkeypatch: pytest.MonkeyPatch) -> 
 # -- api_base values with credentials ---------------------------------------------------------
 
 SECRET_BASES = [b"https://api.openai.com", b"https://g.example/v1:generateContent?key=AIzaSECRET",
-                b"https://u:SECRET@h.example/v1", b"https://h.example/p@q", b"u:SECRET@h", b"https://h?"]
+                b"https://u:SECRET@h.example/v1", b"https://h.example/p@q", b"u:SECRET@h", b"https://h?",
+                b"?SECRET", b"SECRET@", b"a://b://u@d/e?f", b"https://@h", b"h/p?q@r", b"://SECRET@",
+                b"SECRET@h?c@SECRET", b"https://u@SECRET@h.example/v", b"x:/u@y/z", b""]
 
 
 def test_api_base_credentials() -> None:
-    """Shown redacted (events.redact_api_base): the C loop leaves such lines to the Python way, in a
-    payload's api_base and in the deployment state a callback record holds."""
+    """Shown redacted (events.redact_api_base), in a payload's api_base and in the deployment state a
+    callback record holds: the C loop makes the state's values itself."""
     require_c()
     lines = []
     for i, base in enumerate(SECRET_BASES):
