@@ -89,7 +89,8 @@ def redact_api_base(value: str | None) -> str | None:
     key in the query (`...:generateContent?key=AIza...`; LiteLLM masked only 5 of its characters
     before 1.74.x, BerriAI/litellm#5433), and a URL may hold `user:password@`. The query becomes
     `?REDACTED` and the user info `REDACTED@`; any other value is returned as it is (the same
-    object). LiteLLM's own exporter shows them unchanged: a deliberate difference."""
+    object). LiteLLM's own exporter shows them unchanged: a deliberate difference. `_hotloop.c`
+    (py_api_base) applies the same rule to the deployment states it builds: change both together."""
     if value is None or ("?" not in value and "@" not in value):
         return value
     base, query, _ = value.partition("?")
