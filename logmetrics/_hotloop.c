@@ -15,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -804,9 +805,13 @@ typedef struct {
     double second_base;
     int second_ok;
     /* per feed */
-    struct Block *blocks;  /* N_BLOCKS, then the scratch block (see Block) */
+    struct Pend **pend;    /* additions waiting (see Pend): open addressing by (acc, stats), at most half full */
+    size_t pend_cap, pend_used;
+    struct Pend *pend_first, **pend_last; /* the same, in the order they were made */
+    /* per feed */
     PyObject *state, *state_records, *dropped_kinds, *max_series;
     Py_ssize_t records;
+    int64_t dropped[2];    /* records folded into overflow series: failures, successes */
     double newest, oldest;
     int have_times;
 } Loop;
@@ -916,13 +921,13 @@ typedef struct {
     uint64_t l[LIMBS];
 } Exact;
 
-/* x += int(v * 2.0**200), exactly (int() truncates toward zero) */
-static void exact_add(Exact *x, double v) {
+/* limbs (n of them, two's complement) += int(v * 2.0**bits), exactly (int() truncates toward zero) */
+static void limbs_add(uint64_t *l, int n, int bits, double v) {
     if (v == 0.0) return;
     int e;
     double f = frexp(fabs(v), &e); /* |v| = f * 2**e, f in [0.5, 1) */
     uint64_t m = (uint64_t)ldexp(f, 53);
-    int k = e - 53 + 200; /* |v| * 2**200 = m * 2**k */
+    int k = e - 53 + bits; /* |v| * 2**bits = m * 2**k */
     if (k < 0) {
         m = k <= -64 ? 0 : m >> -k;
         k = 0;
@@ -932,28 +937,24 @@ static void exact_add(Exact *x, double v) {
     uint64_t part[2] = {m << sh, sh ? m >> (64 - sh) : 0};
     if (v > 0) {
         unsigned __int128 carry = 0;
-        for (int i = li; i < LIMBS && (i < li + 2 || carry); i++) {
-            unsigned __int128 t = (unsigned __int128)x->l[i] + (i < li + 2 ? part[i - li] : 0) + carry;
-            x->l[i] = (uint64_t)t;
+        for (int i = li; i < n && (i < li + 2 || carry); i++) {
+            unsigned __int128 t = (unsigned __int128)l[i] + (i < li + 2 ? part[i - li] : 0) + carry;
+            l[i] = (uint64_t)t;
             carry = t >> 64;
         }
     } else {
         uint64_t borrow = 0;
-        for (int i = li; i < LIMBS && (i < li + 2 || borrow); i++) {
+        for (int i = li; i < n && (i < li + 2 || borrow); i++) {
             uint64_t sub = i < li + 2 ? part[i - li] : 0;
-            uint64_t have = x->l[i];
+            uint64_t have = l[i];
             uint64_t r = have - sub - borrow;
             borrow = (have < sub) || (have - sub < borrow);
-            x->l[i] = r;
+            l[i] = r;
         }
     }
 }
 
-static int exact_zero(const Exact *x) {
-    for (int i = 0; i < LIMBS; i++)
-        if (x->l[i]) return 0;
-    return 1;
-}
+static inline void exact_add(Exact *x, double v) { limbs_add(x->l, LIMBS, 200, v); }
 
 static PyObject *exact_long(const Exact *x) {
     unsigned char bytes[LIMBS * 8];
@@ -969,31 +970,83 @@ static PyObject *exact_long(const Exact *x) {
 #endif
 }
 
-/* What records of one slot added since it was last written to the aggregator. The loop keeps a few
- * (direct-mapped by slot), so that a run of records of few label sets costs C additions only; a
- * record whose place is taken gets the scratch block, written at once. All are written before a
- * line goes the Python way (it may add floats, whose sums depend on the order), and at the end of
- * every feed. Everything here is an integer: the order of additions does not change the result. */
-#define MAX_SLOTS_ACC 32
-#define MAX_BUCKETS 32
-#define N_BLOCKS 64
-typedef struct Block {
-    PyObject *entry; /* strong; NULL: free */
-    int success;
-    uint32_t acc_mask; /* integer slots touched */
-    int64_t acc[MAX_SLOTS_ACC];
-    Exact spend, video;
-    unsigned hist_mask;
-    int32_t buckets[6][MAX_BUCKETS];
-    Exact hist_sum[6];
-    int64_t dropped, requests, failures, prompt, completion;
-    Exact stats_spend;
-    int32_t pending; /* records added */
-} Block;
+/* Small exact sums, for what waits in C: int(v * 2**113) for 2**-60 <= |v| < 2**60 (every bit of
+ * such a double is a multiple of 2**-112, so nothing is cut), in four limbs of two's complement:
+ * below 2**173 each, room for 2**81 additions. Other values are written at once (`now`). */
+#define SMALL_LIMBS 4
+#define SMALL_BITS 113
+typedef struct {
+    uint64_t l[SMALL_LIMBS];
+} Small;
 
-static inline void block_add(Block *b, int slot, int64_t n) {
-    b->acc[slot] += n;
-    b->acc_mask |= 1u << slot;
+static inline int small_fits(double v) {
+    double a = fabs(v);
+    return a == 0.0 || (a >= 0x1p-60 && a < 0x1p60);
+}
+
+static inline void small_add(Small *x, double v) { limbs_add(x->l, SMALL_LIMBS, SMALL_BITS, v); }
+
+/* *out = x in aggregate.exact's unit (times 2**87); 0 when x is 0 */
+static int small_exact(const Small *x, Exact *out) {
+    int zero = 1;
+    for (int i = 0; i < SMALL_LIMBS; i++) zero &= x->l[i] == 0;
+    if (zero) return 0;
+    const int shift = 200 - SMALL_BITS, li = shift / 64, sh = shift % 64;
+    uint64_t sign = x->l[SMALL_LIMBS - 1] >> 63 ? UINT64_MAX : 0;
+    for (int i = 0; i < LIMBS; i++) {
+        int j = i - li; /* out limb i takes bits of limbs j and j - 1 */
+        uint64_t hi = j < 0 ? 0 : j < SMALL_LIMBS ? x->l[j] : sign;
+        uint64_t lo = j - 1 < 0 ? 0 : j - 1 < SMALL_LIMBS ? x->l[j - 1] : sign;
+        out->l[i] = sh ? (hi << sh) | (lo >> (64 - sh)) : hi;
+    }
+    return 1;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Additions waiting in C. What the records of a slot add is kept here, per (accumulator, view
+ * row), and written into the aggregator's objects only when someone reads them (Aggregator.settle
+ * calls Loop.settle) or when a counter here would overflow. Everything here is an integer: the
+ * order of additions does not change the result, so the lines that go the Python way in between
+ * (adding to the same objects) need not wait, nor the deployment state, the view's sketches, the
+ * record count and times, which are written at once or at the end of each feed. An accumulator
+ * list of zeros stands for the rest meanwhile (its histograms made when written: _observe).
+ */
+#define MAX_SLOTS_ACC 24 /* the accumulator's slots (aggregate.SLOT), at most */
+typedef struct {
+    Small sum;
+    uint16_t counts[]; /* per bucket, the last for +Inf (at most records: see apply) */
+} PHist;
+
+typedef struct Pend {
+    struct Pend *next;      /* the one made after it */
+    PyObject *list, *stats; /* strong: the accumulator, and the view row's __dict__ or None */
+    int success;
+    uint32_t records; /* acc slot 0's addition, and the view row's requests: below 2**16 */
+    uint32_t acc_mask; /* the integer slots touched */
+    int64_t acc[MAX_SLOTS_ACC];
+    Small spend, video;
+    PHist *hist[6];
+} Pend;
+
+static size_t ptr_mix(const void *a, const void *b) {
+    uint64_t x = ((uint64_t)(uintptr_t)a >> 4) * UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)(uintptr_t)b;
+    x *= UINT64_C(0xBF58476D1CE4E5B9);
+    return (size_t)(x ^ (x >> 31));
+}
+
+/* aggregate._observe's histogram (made at the first observation), borrowed; NULL with an exception */
+static PyObject *histogram_of(Loop *L, PyObject *acc, int k) {
+    int slot = L->h_first + k;
+    PyObject *h = PyList_GET_ITEM(acc, slot);
+    if (h != Py_None) return h;
+    PyObject *counts = PyList_New(L->n_bounds[k] + 1);
+    if (counts == NULL) return NULL;
+    for (int i = 0; i <= L->n_bounds[k]; i++) PyList_SET_ITEM(counts, i, PyLong_FromLong(0));
+    h = PyObject_CallOneArg(L->histogram, counts);
+    Py_DECREF(counts);
+    if (h == NULL) return NULL;
+    PyList_SetItem(acc, slot, h);
+    return h;
 }
 
 static int add_long(PyObject *target, PyObject *name_or_list, Py_ssize_t i, const Exact *x, int dict) {
@@ -1004,84 +1057,144 @@ static int add_long(PyObject *target, PyObject *name_or_list, Py_ssize_t i, cons
     return r;
 }
 
-static void block_reset(Block *b) {
-    PyObject *entry = b->entry;
-    memset(b, 0, sizeof *b);
-    Py_XDECREF(entry);
-}
-
-/* Write one block's additions into the aggregator's objects, and free it. */
-static int block_flush(Loop *L, Block *b) {
-    if (b->entry == NULL) return 0;
-    PyObject *acc = PyTuple_GET_ITEM(b->entry, 0), *stats = PyTuple_GET_ITEM(b->entry, 1);
-    int r = 0;
-    for (int i = 0; r == 0 && i < MAX_SLOTS_ACC; i++)
-        if (b->acc_mask & (1u << i)) r = add_int(acc, i, b->acc[i]);
-    if (r == 0 && b->dropped) {
-        PyObject *n = PyLong_FromLongLong(b->dropped);
-        r = n == NULL ? -1 : dict_add(L->dropped_kinds, b->success ? L->success : L->failure, n);
-        Py_XDECREF(n);
-    }
-    int more_at = L->h_first + L->n_hist;
-    if (r == 0 && !exact_zero(&b->spend)) r = add_long(acc, NULL, 1, &b->spend, 0);
-    if (r == 0 && !exact_zero(&b->video)) r = add_long(acc, NULL, more_at + 3, &b->video, 0);
+/* Write a pending entry's additions into the aggregator's objects, and zero it. */
+static int pend_write(Loop *L, Pend *p) {
+    PyObject *acc = p->list, *stats = p->stats;
+    int r = p->records ? add_int(acc, 0, p->records) : 0;
+    for (int i = 1; r == 0 && i < MAX_SLOTS_ACC; i++)
+        if (p->acc_mask & (1u << i)) r = add_int(acc, i, p->acc[i]);
+    Exact spend, video;
+    int has_spend = small_exact(&p->spend, &spend), more_at = L->h_first + L->n_hist;
+    if (r == 0 && has_spend) r = add_long(acc, NULL, 1, &spend, 0);
+    if (r == 0 && small_exact(&p->video, &video)) r = add_long(acc, NULL, more_at + 3, &video, 0);
     for (int k = 0; r == 0 && k < L->n_hist; k++) {
-        if (!(b->hist_mask & (1u << k))) continue;
-        int slot = L->h_first + k;
-        PyObject *h = PyList_GET_ITEM(acc, slot);
-        if (h == Py_None) { /* aggregate._observe: made at the first observation */
-            PyObject *counts = PyList_New(L->n_bounds[k] + 1);
-            if (counts == NULL) {
-                r = -1;
-                break;
-            }
-            for (int i = 0; i <= L->n_bounds[k]; i++) PyList_SET_ITEM(counts, i, PyLong_FromLong(0));
-            h = PyObject_CallOneArg(L->histogram, counts);
-            Py_DECREF(counts);
-            if (h == NULL) {
-                r = -1;
-                break;
-            }
-            PyList_SetItem(acc, slot, h);
-        }
-        PyObject *counts = PyObject_GetAttr(h, s_counts);
+        PHist *ph = p->hist[k];
+        if (ph == NULL) continue;
+        PyObject *h = histogram_of(L, acc, k);
+        PyObject *counts = h == NULL ? NULL : PyObject_GetAttr(h, s_counts);
         if (counts == NULL) {
             r = -1;
             break;
         }
         for (int i = 0; r == 0 && i <= L->n_bounds[k]; i++)
-            if (b->buckets[k][i]) r = add_int(counts, i, b->buckets[k][i]);
+            if (ph->counts[i]) r = add_int(counts, i, ph->counts[i]);
         Py_DECREF(counts);
-        if (r == 0) {
-            PyObject *n = exact_long(&b->hist_sum[k]);
+        Exact sum;
+        if (r == 0 && small_exact(&ph->sum, &sum)) {
+            PyObject *n = exact_long(&sum);
             r = n == NULL ? -1 : attr_add(h, s_sum_exact, n);
             Py_XDECREF(n);
         }
     }
-    if (r == 0 && stats != Py_None) {
-        if (b->requests) r = stats_add_int(stats, s_requests, b->requests);
-        if (r == 0 && b->failures) r = stats_add_int(stats, s_failures, b->failures);
-        if (r == 0 && b->success) {
-            r = stats_add_int(stats, s_prompt_tokens, b->prompt);
-            if (r == 0) r = stats_add_int(stats, s_completion_tokens, b->completion);
-            if (r == 0 && !exact_zero(&b->stats_spend)) r = add_long(stats, s_spend_exact, 0, &b->stats_spend, 1);
+    if (r == 0 && stats != Py_None) { /* Aggregator._view (a record's additions may straddle a write) */
+        if (p->records) r = stats_add_int(stats, s_requests, p->records);
+        if (r == 0 && p->records && !p->success) r = stats_add_int(stats, s_failures, p->records);
+        if (r == 0 && p->success) {
+            if (p->acc_mask & (1u << 3)) r = stats_add_int(stats, s_prompt_tokens, p->acc[3]);
+            if (r == 0 && p->acc_mask & (1u << 4)) r = stats_add_int(stats, s_completion_tokens, p->acc[4]);
+            if (r == 0 && has_spend) r = add_long(stats, s_spend_exact, 0, &spend, 1);
         }
     }
-    block_reset(b);
+    for (int k = 0; k < 6; k++) PyMem_Free(p->hist[k]);
+    memset(&p->records, 0, sizeof *p - offsetof(Pend, records));
     return r;
 }
 
-static int flush_blocks(Loop *L) {
+static void pend_free(Pend *p) {
+    Py_DECREF(p->list);
+    Py_DECREF(p->stats);
+    for (int k = 0; k < 6; k++) PyMem_Free(p->hist[k]);
+    PyMem_Free(p);
+}
+
+/* Write every pending entry (all of them, even after a failure) and empty the table: in the order
+ * they were made, so that the allocator's pools empty one after the other, for the objects written. */
+static int settle(Loop *L) {
     int r = 0;
-    for (int i = 0; i < N_BLOCKS; i++)
-        if (L->blocks[i].entry != NULL && block_flush(L, &L->blocks[i])) r = -1;
+    for (Pend *p = L->pend_first, *next; p != NULL; p = next) {
+        next = p->next;
+        if (pend_write(L, p)) r = -1;
+        pend_free(p);
+    }
+    L->pend_first = NULL;
+    L->pend_last = &L->pend_first;
+    memset(L->pend, 0, sizeof *L->pend * L->pend_cap);
+    L->pend_used = 0;
     return r;
 }
 
-/* Aggregator._request for a cached slot: the additions go to the slot's block; the deployment
- * state, the view's sketches and the record count and times are written at once. */
+#define PEND_MIN 1024
+
+/* The pending entry of (acc, stats), new if need be; NULL with an exception set */
+static Pend *pend_for(Loop *L, PyObject *acc, PyObject *stats, int success) {
+    size_t mask = L->pend_cap - 1, i = ptr_mix(acc, stats) & mask;
+    for (Pend *p; (p = L->pend[i]) != NULL; i = (i + 1) & mask)
+        if (p->list == acc && p->stats == stats) return p;
+    if (L->pend_used >= (size_t)L->max_cached && settle(L)) return NULL; /* as many as slots cached */
+    if ((L->pend_used + 1) * 2 > L->pend_cap) { /* grow, at most half full */
+        size_t cap = L->pend_cap * 2;
+        Pend **table = PyMem_Calloc(cap, sizeof *table);
+        if (table == NULL) return (Pend *)PyErr_NoMemory();
+        for (size_t j = 0; j < L->pend_cap; j++) {
+            Pend *q = L->pend[j];
+            if (q == NULL) continue;
+            size_t k = ptr_mix(q->list, q->stats) & (cap - 1);
+            while (table[k] != NULL) k = (k + 1) & (cap - 1);
+            table[k] = q;
+        }
+        PyMem_Free(L->pend);
+        L->pend = table;
+        L->pend_cap = cap;
+        return pend_for(L, acc, stats, success);
+    }
+    Pend *p = PyMem_Calloc(1, sizeof *p);
+    if (p == NULL) return (Pend *)PyErr_NoMemory();
+    p->list = Py_NewRef(acc);
+    p->stats = Py_NewRef(stats);
+    p->success = success;
+    *L->pend_last = p;
+    L->pend_last = &p->next;
+    L->pend[i] = p;
+    L->pend_used++;
+    return p;
+}
+
+/* acc slot += n (n >= 0); a counter about to overflow is written first */
+static inline int pend_add(Loop *L, Pend *p, int slot, int64_t n) {
+    int64_t sum;
+    if (__builtin_add_overflow(p->acc[slot], n, &sum)) { /* write everything, start again */
+        if (pend_write(L, p)) return -1;
+        sum = n;
+    }
+    p->acc[slot] = sum;
+    p->acc_mask |= 1u << slot;
+    return 0;
+}
+
+/* A value out of the small sums' range, written at once: into acc slot `slot` (and the view row's
+ * spend when `spend`), or into histogram k's sum when slot < 0. */
+static int now(Loop *L, Pend *p, int slot, int k, double v, int spend) {
+    Exact x = {{0}};
+    exact_add(&x, v);
+    PyObject *n = exact_long(&x);
+    if (n == NULL) return -1;
+    int r;
+    if (slot >= 0) {
+        r = add_to(p->list, slot, n);
+        if (r == 0 && spend && p->stats != Py_None) r = dict_add(p->stats, s_spend_exact, n);
+    } else {
+        PyObject *h = histogram_of(L, p->list, k);
+        r = h == NULL ? -1 : attr_add(h, s_sum_exact, n);
+    }
+    Py_DECREF(n);
+    return r;
+}
+
+/* Aggregator._request for a cached slot: the additions wait in C (see Pend); the deployment state,
+ * the view's sketches, the records folded, the record count and times are written at once or at
+ * the end of the feed. */
 static int apply(Loop *L, PyObject *entry, long state_value, const Adds *a) {
-    PyObject *stats = PyTuple_GET_ITEM(entry, 1);
+    PyObject *acc = PyTuple_GET_ITEM(entry, 0), *stats = PyTuple_GET_ITEM(entry, 1);
     PyObject *folded = PyTuple_GET_ITEM(entry, 2), *state_key = PyTuple_GET_ITEM(entry, 3);
     double t = a->time;
     if (t != 0.0) {
@@ -1094,68 +1207,74 @@ static int apply(Loop *L, PyObject *entry, long state_value, const Adds *a) {
         }
     }
     L->records++;
-    Block *b = &L->blocks[((uintptr_t)entry >> 5) % N_BLOCKS];
-    int scratch = 0;
-    if (b->entry != entry) {
-        if (b->entry != NULL) { /* taken: this record's additions are written at once */
-            b = &L->blocks[N_BLOCKS];
-            scratch = 1;
-        }
-        b->entry = Py_NewRef(entry);
-        b->success = a->success;
-    }
-    block_add(b, 0, 1);
-    if (folded == Py_True) b->dropped++;
+    if (folded == Py_True) L->dropped[a->success]++;
     if (set_state(L, state_key, state_value)) return -1;
-    if (a->success) {
-        if (a->spend != 0.0) exact_add(&b->spend, a->spend);
-        block_add(b, 2, a->total);
-        block_add(b, 3, a->prompt);
-        block_add(b, 4, a->completion);
-        const int64_t more[] = {a->cached, a->cache_creation, a->audio_in, a->reasoning, a->audio_out};
-        for (int i = 0; i < 5; i++)
-            if (more[i]) block_add(b, 5 + i, more[i]);
-        if (a->cache_hit == 1) {
-            block_add(b, 10, 1);
-            if (a->total > 0) block_add(b, 12, a->total);
-        } else if (a->cache_hit == 0) {
-            block_add(b, 11, 1);
+    Pend *p = pend_for(L, acc, stats, a->success);
+    if (p == NULL) return -1;
+    if (p->records == UINT16_MAX && pend_write(L, p)) return -1; /* uint16 bucket counts */
+    p->records++;
+    if (!a->success) return 0;
+    if (a->spend != 0.0) {
+        if (small_fits(a->spend))
+            small_add(&p->spend, a->spend);
+        else if (now(L, p, 1, 0, a->spend, 1))
+            return -1;
+    }
+#define ADD(slot, n)                          \
+    if (pend_add(L, p, (slot), (n))) return -1
+    ADD(2, a->total);
+    ADD(3, a->prompt);
+    ADD(4, a->completion);
+    const int64_t more[] = {a->cached, a->cache_creation, a->audio_in, a->reasoning, a->audio_out};
+    for (int i = 0; i < 5; i++)
+        if (more[i]) ADD(5 + i, more[i]);
+    if (a->cache_hit == 1) {
+        ADD(10, 1);
+        if (a->total > 0) ADD(12, a->total);
+    } else if (a->cache_hit == 0) {
+        ADD(11, 1);
+    }
+    int more_at = L->h_first + L->n_hist;
+    if (a->provider_read) ADD(more_at, a->provider_read);
+    if (a->provider_creation) ADD(more_at + 1, a->provider_creation);
+    if (a->images) ADD(more_at + 2, a->images);
+#undef ADD
+    if (a->video != 0.0) {
+        if (small_fits(a->video))
+            small_add(&p->video, a->video);
+        else if (now(L, p, more_at + 3, 0, a->video, 0))
+            return -1;
+    }
+    for (int k = 0; k < 6; k++) {
+        if (!a->hist[k].set) continue;
+        double value = a->hist[k].v;
+        const double *bd = L->bounds[k];
+        int lo = 0, hi = L->n_bounds[k];
+        while (lo < hi) { /* bisect_left */
+            int mid = (lo + hi) / 2;
+            if (bd[mid] < value)
+                lo = mid + 1;
+            else
+                hi = mid;
         }
-        for (int k = 0; k < 6; k++) {
-            if (!a->hist[k].set) continue;
-            double value = a->hist[k].v;
-            const double *bd = L->bounds[k];
-            int lo = 0, hi = L->n_bounds[k];
-            while (lo < hi) { /* bisect_left */
-                int mid = (lo + hi) / 2;
-                if (bd[mid] < value)
-                    lo = mid + 1;
-                else
-                    hi = mid;
+        PHist *ph = p->hist[k];
+        if (ph == NULL) {
+            ph = p->hist[k] = PyMem_Calloc(1, sizeof *ph + sizeof(uint16_t) * (size_t)(L->n_bounds[k] + 1));
+            if (ph == NULL) {
+                PyErr_NoMemory();
+                return -1;
             }
-            b->buckets[k][lo]++;
-            exact_add(&b->hist_sum[k], value);
-            b->hist_mask |= 1u << k;
         }
-        int more_at = L->h_first + L->n_hist;
-        if (a->provider_read) block_add(b, more_at, a->provider_read);
-        if (a->provider_creation) block_add(b, more_at + 1, a->provider_creation);
-        if (a->images) block_add(b, more_at + 2, a->images);
-        if (a->video != 0.0) exact_add(&b->video, a->video);
+        ph->counts[lo]++;
+        if (small_fits(value))
+            small_add(&ph->sum, value);
+        else if (now(L, p, -1, k, value, 0))
+            return -1;
     }
     if (stats != Py_None) {
-        b->requests++;
-        if (!a->success) {
-            b->failures++;
-        } else {
-            b->prompt += a->prompt;
-            b->completion += a->completion;
-            if (a->spend != 0.0) exact_add(&b->stats_spend, a->spend);
-            if (a->hist[0].set && sketch_add(stats, s_latency, a->hist[0].v)) return -1;
-            if (a->hist[2].set && sketch_add(stats, s_ttft, a->hist[2].v)) return -1;
-        }
+        if (a->hist[0].set && sketch_add(stats, s_latency, a->hist[0].v)) return -1;
+        if (a->hist[2].set && sketch_add(stats, s_ttft, a->hist[2].v)) return -1;
     }
-    if (scratch || ++b->pending >= (1 << 24)) return block_flush(L, b); /* int32 bucket counts */
     return 0;
 }
 
@@ -1690,9 +1809,17 @@ static int take(Loop *L, const char *line, Py_ssize_t n, Rec *R) {
 #undef LV
 }
 
+/* The feed's record count, times and records folded into the aggregator (the additions wait: Pend) */
 static int flush(Loop *L) {
     int r = 0;
-    if (L->records) {
+    for (int success = 0; success < 2 && r == 0; success++) {
+        if (!L->dropped[success]) continue;
+        PyObject *n = PyLong_FromLongLong(L->dropped[success]);
+        r = n == NULL ? -1 : dict_add(L->dropped_kinds, success ? L->success : L->failure, n);
+        Py_XDECREF(n);
+        L->dropped[success] = 0;
+    }
+    if (L->records && r == 0) {
         PyObject *n = PyLong_FromSsize_t(L->records);
         r = n == NULL ? -1 : attr_add(L->agg, s_records, n);
         Py_XDECREF(n);
@@ -1762,6 +1889,7 @@ static int begin(Loop *L) {
     L->max_cached = max_series < 100000 ? max_series + max_series / 4 + 1024 : 200000;
     L->records = 0;
     L->have_times = 0;
+    L->dropped[0] = L->dropped[1] = 0;
     return 0;
 }
 
@@ -1785,7 +1913,7 @@ static PyObject *Loop_feed(Loop *L, PyObject *lines) {
             r = take(L, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line), R);
         }
         if (r == 0) { /* the Python path: add(parse(line)), after the C additions so far */
-            PyObject *res = flush_blocks(L) ? NULL : PyObject_CallOneArg(L->parse, line);
+            PyObject *res = PyObject_CallOneArg(L->parse, line);
             PyObject *done = res == NULL ? NULL : PyObject_CallOneArg(L->add, res);
             Py_XDECREF(res);
             if (done == NULL) r = -1;
@@ -1802,11 +1930,11 @@ static PyObject *Loop_feed(Loop *L, PyObject *lines) {
     if (failed || PyErr_Occurred()) {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        if (flush_blocks(L) || flush(L)) PyErr_Clear();
+        if (flush(L)) PyErr_Clear();
         PyErr_Restore(type, value, tb);
         return NULL;
     }
-    if (flush_blocks(L) || flush(L)) return NULL;
+    if (flush(L)) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -1841,8 +1969,14 @@ static int Loop_init(Loop *L, PyObject *args, PyObject *kwds) {
             if (L->bounds[k][i] == -1.0 && PyErr_Occurred()) return -1;
         }
     }
-    L->blocks = PyMem_Calloc(N_BLOCKS + 1, sizeof(Block));
-    if (L->blocks == NULL) {
+    if (L->h_first + L->n_hist + 4 > MAX_SLOTS_ACC) {
+        PyErr_SetString(PyExc_ValueError, "more accumulator slots than Pend holds");
+        return -1;
+    }
+    L->pend = PyMem_Calloc(PEND_MIN, sizeof *L->pend);
+    L->pend_cap = PEND_MIN;
+    L->pend_last = &L->pend_first;
+    if (L->pend == NULL) {
         PyErr_NoMemory();
         return -1;
     }
@@ -1878,20 +2012,30 @@ static void Loop_dealloc(Loop *L) {
     Py_XDECREF(L->dropped_kinds);
     Py_XDECREF(L->max_series);
     for (int k = 0; k < 8; k++) PyMem_Free(L->bounds[k]);
-    if (L->blocks != NULL)
-        for (int i = 0; i <= N_BLOCKS; i++) block_reset(&L->blocks[i]);
-    PyMem_Free(L->blocks);
+    for (Pend *p = L->pend_first, *next; p != NULL; p = next) { /* lost: Aggregator.settle writes it first */
+        next = p->next;
+        pend_free(p);
+    }
+    PyMem_Free(L->pend);
     Py_TYPE(L)->tp_free((PyObject *)L);
 }
 
 static PyObject *Loop_clear(Loop *L, PyObject *unused) {
-    if (flush_blocks(L)) return NULL;
+    if (settle(L)) return NULL;
     forget(L);
     Py_RETURN_NONE;
 }
 
+static PyObject *Loop_settle(Loop *L, PyObject *unused) {
+    if (settle(L)) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Loop_methods[] = {
-    {"clear", (PyCFunction)Loop_clear, METH_NOARGS, "clear(): forget the cached slots (they refill as lines come)."},
+    {"clear", (PyCFunction)Loop_clear, METH_NOARGS,
+     "clear(): settle(), and forget the cached slots (they refill as lines come)."},
+    {"settle", (PyCFunction)Loop_settle, METH_NOARGS,
+     "settle(): write the additions waiting in C into the aggregator's objects."},
     {"feed", (PyCFunction)Loop_feed, METH_O, "feed(lines): add(parse(line)) for each line, fused where it can be."},
     {NULL, NULL, 0, NULL},
 };

@@ -6,7 +6,8 @@ family gets what is decided only when someone looks (`project()`, at scrape or a
 replay), by reading the metric table in `families.py`. prometheus_client is never touched here.
 Replay's C loop (`hotloop.py`) adds to the same accumulators, view rows and deployment state, by
 the rules of `_request`, `_success` and `_view`: a change to them is a change to `_hotloop.c` too
-(tests/test_hotloop.py fails until both agree).
+(tests/test_hotloop.py fails until both agree). It keeps its additions until the aggregator is read
+(`defer`, `settle`).
 """
 
 from __future__ import annotations
@@ -235,31 +236,55 @@ class Aggregator:
         self.frozen = self.frozen_rows = False
         self._real: frozenset[Signature] | None = None
         self._real_rows: frozenset[str] | None = None
+        # what writes additions kept elsewhere into the accumulators and view rows (`settle`)
+        self._settlers: list[Callable[[], None]] = []
 
     def __getstate__(self) -> dict[str, object]:
+        self.settle()
         state = self.__dict__.copy()
         state["_real"] = state["_real_rows"] = None  # the state it came from has them: a part goes back without
+        state["_settlers"] = []
         return state
+
+    def defer(self, settle: Callable[[], None]) -> None:
+        """Let a hot loop keep additions to the accumulators and view rows to itself (hotloop.py: in
+        C, integers, so their order does not matter) until `settle` writes them: it is called before
+        anything reads or replaces them. Counts, times, skips and the deployment state are never
+        kept back."""
+        self._settlers.append(settle)
+
+    def settle(self) -> None:
+        """Write the additions kept back (`defer`) into the accumulators and view rows."""
+        for settle in self._settlers:
+            settle()
 
     @property
     def acc(self) -> dict[Signature, list[object]]:
         """Signature -> accumulator (see COUNTERS and HISTOGRAMS for the slots)."""
+        self.settle()
         return self._acc
 
     @acc.setter
     def acc(self, value: dict[Signature, list[object]]) -> None:
+        self.settle()
         self._acc = value
         self.drop_caches()
 
     @property
     def models(self) -> dict[str, ModelStats]:
         """View rows: requested model (or deployment) -> ModelStats."""
+        self.settle()
         return self._models
 
     @models.setter
     def models(self, value: dict[str, ModelStats]) -> None:
+        self.settle()
         self._models = value
         self.drop_caches()
+
+    def room(self) -> int:
+        """Label sets that can still get a slot of their own, and view rows, whichever is fewer."""
+        return self.max_series - max(len(self._acc), len(self._models))
 
     @property
     def series_dropped(self) -> dict[str, int]:
@@ -291,6 +316,7 @@ class Aggregator:
 
     def drop_caches(self) -> None:
         """Forget the hot loop's caches (they refill as events come): frees memory for a final render."""
+        self.settle()
         self._slots.clear()
         self._folded_slots.clear()
         self.generation += 1  # tells hotloop.py to forget the slots it cached
@@ -564,6 +590,7 @@ class Aggregator:
             raise ValueError("merge takes a part aggregator with the same max_series and by")
         if not self.can_merge(part):
             raise ValueError("the part folded label sets into overflow series: read its records here instead")
+        part.settle()
         self.drop_caches()
         self.records += part.records
         for reason, n in part.skipped.items():
@@ -647,6 +674,7 @@ class Aggregator:
 
     def iter_project(self) -> Iterator[Series]:
         """`project()` one family at a time (a renderer holds one family's series, not all)."""
+        self.settle()
         by_kind: dict[EventKind, list[tuple[Signature, list[object]]]] = {kind: [] for kind in EventKind}
         for sig, acc in self._acc.items():
             by_kind[sig.kind].append((sig, acc))

@@ -6,10 +6,12 @@ when it can prove the Python path would give the same result: a StandardLoggingP
 logmetrics request record of a success, or a compact request record, with plain ASCII label
 values, numbers and times in the forms LiteLLM writes, and nothing msgspec would reject. For
 those it decodes the fields it needs, applies LiteLLM's rules (`slp.py`, `parse.py`) and adds to
-the aggregator's accumulators (`aggregate.py`), without building the typed event; the additions
-of a run of records gather in C (integers only: exact sums stay exact in any order) and reach the
-accumulators before any line goes the Python way and at the end of each call. Label sets are
-still made in Python (`Aggregator.slot`, `slp.labels_200`), once per distinct set: the C side
+the aggregator's accumulators (`aggregate.py`), without building the typed event. The additions
+wait in C, per accumulator (integers only: exact sums stay exact in any order, and the lines that
+go the Python way add to the same accumulators meanwhile), until something reads the aggregator:
+`Aggregator.settle` writes them first (`Aggregator.defer`). The record count, times, folded
+records and the deployment state reach the aggregator at once or at the end of each call. Label
+sets are still made in Python (`Aggregator.slot`, `slp.labels_200`), once per distinct set: the C side
 caches the slots by the record's raw label values (each interned to a 16-bit id, so that a key is
 a few dozen bytes and tens of thousands fit), for one `Aggregator.generation`.
 
@@ -53,6 +55,7 @@ class HotLoop:
             EventKind.SUCCESS, EventKind.FAILURE, tuple(HISTOGRAMS.values()), _H_TOTAL, MAX_TIME,
             parser.max_line_bytes, parser.end_user_label,
         )
+        agg.defer(self._loop.settle)
 
     def lines(self, lines: Iterable[bytes]) -> None:
         self._loop.feed(lines)

@@ -264,7 +264,7 @@ def _read_part(part: Part, settings: Settings, shared: Any, before: Before = Non
     def size() -> int:  # lines in the next batch: none may fold by this part's own cap while word may come
         nonlocal before
         while isinstance(before, Connection) and not agg.frozen:
-            room = agg.max_series - max(len(agg.acc), len(agg.models))  # a line adds one of each at most
+            room = agg.room()  # a line adds one of each at most
             if room >= MIN_ROOM:
                 return min(PROGRESS_LINES, room)
             if before.poll(0.25):

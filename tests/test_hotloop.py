@@ -1512,3 +1512,113 @@ def test_api_base_credentials() -> None:
                           b'"api_base":"%s","api_provider":"openai"}' % (i, SECRET_BASES[-1 - i])))
     shown = check(lines * 2, batches=[3, 0, 7, 100])["exposition"]
     assert isinstance(shown, bytes) and b"SECRET" not in shown and b"REDACTED" in shown
+
+
+# -- additions waiting in C (Pend in _hotloop.c) --------------------------------------------------
+
+
+def declined(lines: Sequence[bytes]) -> int:
+    """How many of `lines` the C loop leaves to the Python parser."""
+    parser = Parser()
+    calls = []
+    parse = parser.parse
+
+    def counted(line: bytes) -> object:
+        calls.append(line)
+        return parse(line)
+
+    parser.parse = counted  # type: ignore[method-assign,assignment]
+    hotloop.HotLoop(Aggregator(rates=False), parser).lines(lines)
+    return len(calls)
+
+
+BIG = 2**53  # the largest count the C side takes; 1024 of them pass 2**63
+
+
+def test_counts_past_the_c_counters() -> None:
+    """Token sums of one label set past 2**63: the C side writes what it holds before a counter
+    would overflow, and Python's integers take the rest."""
+    require_c()
+    big = _sub(_sub(_sub(P, b'"prompt_tokens":10', b'"prompt_tokens":%d' % BIG), b'"completion_tokens":20',
+                    b'"completion_tokens":%d' % BIG), b'"total_tokens":30', b'"total_tokens":%d' % BIG)
+    big = _sub(big, b'"cached_tokens":4', b'"cached_tokens":%d' % BIG)
+    compact = _sub(C, b'"total":1581', b'"total":%d' % BIG)
+    lines = [big] * 1100 + [P] * 3 + [compact] * 1100 + [big, P] * 600
+    assert declined(lines) == 0
+    pure = check(lines, batches=[7, 3000, 0, 100], ops=("none", "iter"))
+    assert b"litellm_total_tokens_metric_total" in pure["exposition"]  # type: ignore[operator]
+    check(lines, batches=1, ops=())
+
+
+def test_more_records_of_one_label_set_than_a_bucket_count_holds() -> None:
+    """Bucket counts wait in C as 16-bit numbers: the records of a label set past 65,535 are
+    written before one would wrap."""
+    require_c()
+    lines = [C] * 70_000 + [P] * 66_000 + [C, P] * 10
+    assert declined(lines[:10]) == 0
+    check(lines, batches=[65_535, 1, 0, 100_000], ops=("none", "iter"))
+
+
+SMALL_EDGES = [2.0**-60, 2.0**-60 * (1 - 2**-53), 2.0**-65 * (1 + 2**-52), 2.0**-61 / 3, 2.0**60,
+               2.0**60 * (1 - 2**-53), 1e-25, 3e18, 1e150, 1e-300, 5e-324, 0.1, 1 / 3]
+
+
+def test_values_beyond_the_small_sums() -> None:
+    """Sums wait in C as multiples of 2**-113 for values in [2**-60, 2**60); others are written at
+    once, into the same exact sums (spend, histogram sums, the view's spend), negative ones too."""
+    require_c()
+    lines = []
+    for i, v in enumerate(SMALL_EDGES * 2):
+        cost = -v if i >= len(SMALL_EDGES) else v
+        line = _sub(P, b'"response_cost":1.35e-05', b'"response_cost":%r' % cost)
+        lines.append(_sub(line, b'"litellm_overhead_time_ms":12.5', b'"litellm_overhead_time_ms":%r' % (v * 1000)))
+        lines.append(P)
+    # latency per output token of a microsecond over 10**17 tokens: below 2**-60
+    lines.append(_sub(_sub(P, b'"completion_tokens":20', b'"completion_tokens":%d' % 10**17),
+                      b'"endTime":1795452153.25', b'"endTime":1795452152.500001'))
+    assert declined(lines) <= 2  # 5e-324 * 1000 and 1e-300 * 1000 are not both plain
+    check(lines, batches=1, ops=())
+    check(lines * 3, batches=[5, 11, 0, 40], ops=("none", "drop", "hot_clear"), max_series=2)
+
+
+@pytest.mark.parametrize("read", ["models", "acc", "project", "pickle", "merge", "drop_caches", "room"])
+def test_a_read_right_after_the_loop_sees_every_addition(read: str) -> None:
+    """The additions wait in C until the aggregator is read: whichever read comes first (the
+    replay summary reads the view rows, a worker pickles its part, the parent merges parts) writes
+    them. `room()`, which counts slots, leaves them waiting."""
+    require_c()
+    import pickle
+
+    lines = generated("slp", 200, 5, 0.1) + generated("simple", 300, 5, 0.1)
+    pure = run(lines, hot=False, batches=1, ops=())
+    pure.pop("raised")
+    slp.drop_caches()
+    agg = Aggregator(rates=False)
+    hotloop.HotLoop(agg, Parser()).lines(lines)
+    if read == "models":
+        got: object = typed(list(agg.models.items()))
+        assert got == pure["models"]
+    elif read == "acc":
+        got = typed([(sig, acc) for sig, acc in agg.acc.items()])
+        assert got == pure["acc"]
+    elif read == "project":
+        assert bytes(exposition(agg)) == pure["exposition"]
+    elif read == "pickle":
+        copy_ = pickle.loads(pickle.dumps(agg))
+        assert bytes(exposition(copy_)) == pure["exposition"]
+        assert typed(list(copy_.models.items())) == pure["models"]
+    elif read == "merge":
+        main = Aggregator(rates=False)
+        part = Aggregator(part=True, rates=False)
+        hotloop.HotLoop(part, Parser()).lines(lines)
+        main.merge(part)
+        assert bytes(exposition(main)) == pure["exposition"]
+    elif read == "drop_caches":
+        agg.drop_caches()
+        assert sum(acc[0] for acc in agg._acc.values()) == agg.records  # type: ignore[misc]
+        assert bytes(exposition(agg)) == pure["exposition"]
+    else:
+        before = {sig: list(acc) for sig, acc in agg._acc.items()}
+        assert agg.room() == agg.max_series - max(len(before), len(agg._models))
+        assert sum(acc[0] for acc in agg._acc.values()) < agg.records  # type: ignore[misc]  # some still wait
+        assert bytes(exposition(agg)) == pure["exposition"]
