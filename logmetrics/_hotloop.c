@@ -971,9 +971,10 @@ static PyObject *exact_long(const Exact *x) {
 }
 
 /* Small exact sums, for what waits in C: int(v * 2**113) for 2**-60 <= |v| < 2**60 (every bit of
- * such a double is a multiple of 2**-112, so nothing is cut), in four limbs of two's complement:
- * below 2**173 each, room for 2**81 additions. Other values are written at once (`now`). */
-#define SMALL_LIMBS 4
+ * such a double is a multiple of 2**-112, so nothing is cut), in three limbs of two's complement:
+ * below 2**173 each, room for 2**17 additions (a pending entry takes 65,535 records at most). Other
+ * values are written at once (`now`). */
+#define SMALL_LIMBS 3
 #define SMALL_BITS 113
 typedef struct {
     uint64_t l[SMALL_LIMBS];
@@ -1011,7 +1012,10 @@ static int small_exact(const Small *x, Exact *out) {
  * record count and times, which are written at once or at the end of each feed. An accumulator
  * list of zeros stands for the rest meanwhile (its histograms made when written: _observe).
  */
-#define MAX_SLOTS_ACC 24 /* the accumulator's slots (aggregate.SLOT), at most */
+/* the accumulator's integer slots (aggregate.SLOT) but 0 (records) and 1 (spend, a Small): the
+ * counters before the histograms, then those after (at h_first + n_hist), as indexes */
+#define MAX_INTS 16
+static inline int int_slot(const Loop *L, int index) { return index < L->h_first ? index : index + L->n_hist; }
 typedef struct {
     Small sum;
     uint16_t counts[]; /* per bucket, the last for +Inf (at most records: see apply) */
@@ -1022,8 +1026,8 @@ typedef struct Pend {
     PyObject *list, *stats; /* strong: the accumulator, and the view row's __dict__ or None */
     int success;
     uint32_t records; /* acc slot 0's addition, and the view row's requests: below 2**16 */
-    uint32_t acc_mask; /* the integer slots touched */
-    int64_t acc[MAX_SLOTS_ACC];
+    uint32_t acc_mask; /* the integer slots touched, by index (int_slot) */
+    int64_t acc[MAX_INTS];
     Small spend, video;
     PHist *hist[6];
 } Pend;
@@ -1061,8 +1065,8 @@ static int add_long(PyObject *target, PyObject *name_or_list, Py_ssize_t i, cons
 static int pend_write(Loop *L, Pend *p) {
     PyObject *acc = p->list, *stats = p->stats;
     int r = p->records ? add_int(acc, 0, p->records) : 0;
-    for (int i = 1; r == 0 && i < MAX_SLOTS_ACC; i++)
-        if (p->acc_mask & (1u << i)) r = add_int(acc, i, p->acc[i]);
+    for (int i = 2; r == 0 && i < MAX_INTS; i++)
+        if (p->acc_mask & (1u << i)) r = add_int(acc, int_slot(L, i), p->acc[i]);
     Exact spend, video;
     int has_spend = small_exact(&p->spend, &spend), more_at = L->h_first + L->n_hist;
     if (r == 0 && has_spend) r = add_long(acc, NULL, 1, &spend, 0);
@@ -1161,13 +1165,14 @@ static Pend *pend_for(Loop *L, PyObject *acc, PyObject *stats, int success) {
 
 /* acc slot += n (n >= 0); a counter about to overflow is written first */
 static inline int pend_add(Loop *L, Pend *p, int slot, int64_t n) {
+    int i = slot < L->h_first ? slot : slot - L->n_hist;
     int64_t sum;
-    if (__builtin_add_overflow(p->acc[slot], n, &sum)) { /* write everything, start again */
+    if (__builtin_add_overflow(p->acc[i], n, &sum)) { /* write everything, start again */
         if (pend_write(L, p)) return -1;
         sum = n;
     }
-    p->acc[slot] = sum;
-    p->acc_mask |= 1u << slot;
+    p->acc[i] = sum;
+    p->acc_mask |= 1u << i;
     return 0;
 }
 
@@ -1969,7 +1974,7 @@ static int Loop_init(Loop *L, PyObject *args, PyObject *kwds) {
             if (L->bounds[k][i] == -1.0 && PyErr_Occurred()) return -1;
         }
     }
-    if (L->h_first + L->n_hist + 4 > MAX_SLOTS_ACC) {
+    if (L->h_first + 3 > MAX_INTS) { /* the counters after the histograms: 3 integers and a Small */
         PyErr_SetString(PyExc_ValueError, "more accumulator slots than Pend holds");
         return -1;
     }
