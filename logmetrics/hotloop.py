@@ -1,7 +1,9 @@
 """The replay's hot loop, fused in C (`_hotloop.c`) for the records that make up big logs.
 
-`HotLoop.lines(lines)` has exactly the effect of `for line in lines: agg.add(parser.parse(line))`,
-which is what it does, in Python, for every line it does not take itself. It takes a line only
+`HotLoop.lines(lines)` has exactly the effect of
+`for line in each_line(lines): agg.add(parser.parse(line))` (`archive.Lines` blocks, which it
+splits itself, among the lines), which is what it does, in Python, for every line it does not
+take itself. It takes a line only
 when it can prove the Python path would give the same result: a StandardLoggingPayload or a
 logmetrics request record of a success, or a compact request record, with plain ASCII label
 values, numbers and times in the forms LiteLLM writes, and nothing msgspec would reject. For
@@ -31,11 +33,12 @@ from logmetrics.aggregate import _H_TOTAL, HISTOGRAMS, Aggregator, Histogram, Mo
 from logmetrics.events import EventKind, Labels
 from logmetrics.parse import Parser
 from logmetrics.slp import MAX_TIME, labels_200
+from logmetrics.sources.archive import Lines
 
 try:
-    from logmetrics import _hotloop  # type: ignore[attr-defined]
+    from logmetrics import _hotloop
 except ImportError:  # built without a C compiler
-    _hotloop = None
+    _hotloop = None  # type: ignore[assignment]
 
 AVAILABLE = _hotloop is not None
 
@@ -53,11 +56,11 @@ class HotLoop:
         self._loop = _hotloop.Loop(
             agg, parser.parse, agg.add, self._payload_slot, self._compact_slot, parser.second, Histogram,
             EventKind.SUCCESS, EventKind.FAILURE, tuple(HISTOGRAMS.values()), _H_TOTAL, MAX_TIME,
-            parser.max_line_bytes, parser.end_user_label,
+            parser.max_line_bytes, parser.end_user_label, Lines,
         )
         agg.defer(self._loop.settle)
 
-    def lines(self, lines: Iterable[bytes]) -> None:
+    def lines(self, lines: Iterable[bytes | Lines]) -> None:
         self._loop.feed(lines)
 
     def drop_caches(self) -> None:

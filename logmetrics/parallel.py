@@ -27,14 +27,14 @@ import signal
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain, islice
+from itertools import islice
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from logmetrics.aggregate import Aggregator
 from logmetrics.errors import LogmetricsError
-from logmetrics.sources.archive import ReadStats, line_starts, read_lines, read_range, regular_file
+from logmetrics.sources.archive import Lines, ReadStats, line_starts, read_blocks, read_range, regular_file
 
 if TYPE_CHECKING:
     from logmetrics.pipeline import Filters, Ingest
@@ -44,6 +44,7 @@ ACC_CHUNK = 256  # accumulators per pickle from a worker
 PROGRESS_LINES = 16_384
 MIN_ROOM = 64  # a worker reads in batches no bigger than its room under the cap; below this it waits
 T = TypeVar("T")
+_END = object()
 
 
 @dataclass(frozen=True)
@@ -161,23 +162,38 @@ def plan(files: list[str], jobs: int) -> list[Part] | None:
 
 def feed(items: Iterator[T], consume: Callable[[Iterable[T]], None], report: Callable[[], None] | None,
          size: Callable[[], int] | None = None) -> None:
-    """Lines (or parsed lines) into `consume` (`Ingest.lines`, `Ingest.results`), calling `report`
-    after every batch: of PROGRESS_LINES, or of what `size` says before each."""
+    """Lines (`Lines` blocks among them) or parsed lines into `consume` (`Ingest.lines`,
+    `Ingest.results`), calling `report` after every batch: of PROGRESS_LINES lines, or of what `size`
+    says before each (a block is cut at a line to fit)."""
     if report is None and size is None:
         consume(items)
         return
-    while (first := next(items, None)) is not None:
-        consume(chain((first,), islice(items, (PROGRESS_LINES if size is None else size()) - 1)))
+    held: list[T] = []  # the next item: one read ahead, or the rest of a block cut
+
+    def next_item() -> T | object:
+        return held.pop() if held else next(items, _END)
+
+    def batch(n: int) -> Iterator[T]:
+        while n > 0 and (item := next_item()) is not _END:
+            if isinstance(item, Lines) and item.n > n:
+                item, rest = item.split(n)
+                held.append(cast(T, rest))
+            yield cast(T, item)
+            n -= item.n if isinstance(item, Lines) else 1
+
+    while (first := next_item()) is not _END:  # (a parsed line may be None)
+        held.append(cast(T, first))  # `size` is asked only when there is something to read
+        consume(batch(PROGRESS_LINES if size is None else size()))
         if report is not None:
             report()
 
 
-def part_lines(part: Part, stats: ReadStats, max_line_bytes: int) -> Iterator[bytes]:
+def part_lines(part: Part, stats: ReadStats, max_line_bytes: int) -> Iterator[bytes | Lines]:
     if not part.is_range:
-        return read_lines(list(part.paths), stats, max_line_bytes)
+        return read_blocks(list(part.paths), stats, max_line_bytes)
     if part.start == 0:
         stats.files += 1
-    return read_range(part.paths[0], part.start, part.end, stats, max_line_bytes)
+    return read_range(part.paths[0], part.start, part.end, stats, max_line_bytes, blocks=True)
 
 
 @dataclass(frozen=True)

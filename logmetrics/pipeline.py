@@ -20,7 +20,16 @@ from logmetrics.export import OpenMetricsBackfill
 from logmetrics.hotloop import HotLoop, hot_loop
 from logmetrics.parallel import feed, plan, replay_parts
 from logmetrics.parse import LEVELS, Parser
-from logmetrics.sources.archive import ReadStats, expand, plain_size, read_lines, rotation_key
+from logmetrics.sources.archive import (
+    Lines,
+    ReadStats,
+    each_line,
+    expand,
+    plain_size,
+    read_blocks,
+    read_lines,
+    rotation_key,
+)
 
 _FILTERED = Skip(SkipReason.FILTERED)
 _RANK = {name: i for i, name in enumerate(LEVELS)}
@@ -91,17 +100,17 @@ class Ingest:
         self._hot_for: tuple[Aggregator, Parser] | None = None
         self._hot: HotLoop | None = None
 
-    def lines(self, lines: Iterable[bytes]) -> None:
+    def lines(self, lines: Iterable[bytes | Lines]) -> None:
         parse, add, backfill = self.parser.parse, self.agg.add, self.backfill
         if not self.filters and backfill is None:  # the common case: nothing between parse and add
             hot = self._hot_loop()
             if hot is not None:
                 hot.lines(lines)
                 return
-            for line in lines:
+            for line in each_line(lines):
                 add(parse(line))  # add(None) (a blank line) does nothing
             return
-        self.results(map(parse, lines))
+        self.results(map(parse, each_line(lines)))
 
     def _hot_loop(self) -> HotLoop | None:
         """The C loop for the aggregator and parser held now (serve swaps its aggregator on a reload)."""
@@ -151,7 +160,7 @@ def replay(paths: list[str], ingest: Ingest, progress: Progress | None = None, j
         if ingest.backfill is not None and len(sets) > 1:
             feed(_by_time(sets, stats, ingest.parser), ingest.results, report)
         else:
-            feed(read_lines(files, stats, ingest.parser.max_line_bytes), ingest.lines, report)
+            feed(read_blocks(files, stats, ingest.parser.max_line_bytes), ingest.lines, report)
     ingest.agg.skip(SkipReason.TOO_LONG, stats.too_long)
     ingest.agg.skip(SkipReason.UNREADABLE, stats.unreadable)
     ingest.drop_caches()

@@ -394,11 +394,23 @@ def reference_replay(data: bytes, limit: int) -> tuple[list[bytes], int]:
     return out, too_long
 
 
+def lines_of(items: list[bytes | archive.Lines], limit: int) -> list[bytes]:
+    """`each_line(items)`, checking what a `Lines` block promises: its count, no b"\\r" or NUL,
+    no line over the limit."""
+    for item in items:
+        if isinstance(item, archive.Lines):
+            text = item.data[item.start : item.stop]
+            assert item.n == text.count(b"\n") + 1
+            assert b"\r" not in text and b"\0" not in text
+            assert all(len(line) <= limit for line in text.split(b"\n"))
+    return list(archive.each_line(items))
+
+
 @budget(200)
-@given(texts, sizes, st.integers(1, 24))
-def test_replay_splitter_matches_reference(data: bytes, chunk_sizes: list[int], limit: int) -> None:
+@given(texts, sizes, st.integers(1, 24), st.booleans())
+def test_replay_splitter_matches_reference(data: bytes, chunk_sizes: list[int], limit: int, blocks: bool) -> None:
     stats = archive.ReadStats()
-    got = list(archive._split(Chunked(data, chunk_sizes), stats, limit))
+    got = lines_of(list(archive._split(Chunked(data, chunk_sizes), stats, limit, blocks=blocks)), limit)
     assert (got, stats.too_long) == reference_replay(data, limit)
     assert stats.bytes_read == len(data)
 
@@ -424,7 +436,10 @@ def test_replay_splitter_over_sparse_holes(segments: list[tuple[int, bytes]], li
         data = _sparse_file(path, segments)
         stats = archive.ReadStats()
         got = list(archive.read_lines([path], stats, limit))
+        blocks = archive.ReadStats()
+        got_blocks = lines_of(list(archive.read_blocks([path], blocks, limit)), limit)
     assert (got, stats.too_long) == reference_replay(data, limit)
+    assert (got_blocks, blocks.too_long, blocks.bytes_read) == (got, stats.too_long, stats.bytes_read)
     assert stats.bytes_read == len(data)
 
 

@@ -43,12 +43,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_fuzz import SEED_LINES, budget, damaged, encode, mutate_bytes, mutated, record_lines
 
-from logmetrics import hotloop, slp
+from logmetrics import hotloop, parallel, slp
 from logmetrics.aggregate import DEFAULT_MAX_SERIES, Aggregator
 from logmetrics.export import exposition
 from logmetrics.parse import DEFAULT_MAX_LINE_BYTES, Parser
 from logmetrics.pipeline import Ingest
 from logmetrics.records import Facts
+from logmetrics.sources import archive
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "fixtures" / "sample-logs"
@@ -1622,3 +1623,28 @@ def test_a_read_right_after_the_loop_sees_every_addition(read: str) -> None:
         assert agg.room() == agg.max_series - max(len(before), len(agg._models))
         assert sum(acc[0] for acc in agg._acc.values()) < agg.records  # type: ignore[misc]  # some still wait
         assert bytes(exposition(agg)) == pure["exposition"]
+
+
+def test_blocks_of_lines_as_read(tmp_path: Path) -> None:
+    """`archive.Lines` blocks (what replay reads) split in C: the same as their lines one by one,
+    cut anywhere by `parallel.feed`, with empty and unparsable lines among them."""
+    require_c()
+    lines = real_lines()[:300] + generated("slp", 200, 6, 0.2) + generated("simple", 300, 6, 0.2)
+    lines += [b"", b"  ", b"{", b"not json", b'{"a":1}']
+    random.Random(6).shuffle(lines)
+    path = tmp_path / "requests.log"
+    path.write_bytes(b"\n".join(lines) + b"\n\n")
+    items = list(archive.read_blocks([str(path)], archive.ReadStats(), DEFAULT_MAX_LINE_BYTES))
+    assert any(isinstance(x, archive.Lines) for x in items)
+    pure = run(list(archive.each_line(items)), hot=False, batches=1, ops=())
+    for size in (None, 1, 77, 10_000):
+        slp.drop_caches()
+        agg = Aggregator(rates=False)
+        loop = hotloop.HotLoop(agg, Parser())
+        if size is None:
+            loop.lines(iter(items))
+        else:
+            parallel.feed(iter(items), loop.lines, lambda: None, lambda s=size: s)  # type: ignore[misc]
+        got = state_of(agg)
+        got["raised"] = None
+        assert got == pure, describe(pure, got)

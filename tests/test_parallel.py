@@ -24,7 +24,7 @@ from logmetrics.errors import LogmetricsError
 from logmetrics.export import exposition
 from logmetrics.parse import Parser
 from logmetrics.pipeline import Filters, Ingest, replay
-from logmetrics.sources.archive import ReadStats, line_starts, read_lines, read_range
+from logmetrics.sources.archive import Lines, ReadStats, each_line, line_starts, read_lines, read_range
 from logmetrics.view import summary_rows
 from tests.test_merge import _many_label_sets, _wide
 
@@ -310,3 +310,24 @@ def test_jobs_default_follows_a_real_cgroup_cpu_quota() -> None:
         finally:
             cgroup.rmdir()
     pytest.skip("no writable cgroup with a cpu controller here")
+
+
+def test_feed_cuts_blocks_at_the_batch_size() -> None:
+    """`feed` counts the lines of a `Lines` block: a batch holds what `size` says, a block cut at a
+    line to fit, nothing lost or repeated."""
+    data = b"\n".join(b"l%d" % i for i in range(100))
+    items: list[bytes | Lines] = [b"first", Lines.of(data, 0, len(data)), b"last"]
+    asked = iter([7, 1, 50, 3, 1000])
+    batches: list[list[bytes]] = []
+    parallel.feed(iter(items), lambda batch: batches.append(list(each_line(batch))), lambda: None,
+                  lambda: next(asked))
+    assert [len(b) for b in batches] == [7, 1, 50, 3, 41]
+    assert [line for b in batches for line in b] == [b"first", *data.split(b"\n"), b"last"]
+
+
+def test_feed_passes_none_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parsed line may be None (a blank one): a batch starting with one is still fed."""
+    monkeypatch.setattr(parallel, "PROGRESS_LINES", 2)
+    got: list[object] = []
+    parallel.feed(iter([None, 1, None, None, 2]), got.extend, lambda: None)
+    assert got == [None, 1, None, None, 2]
