@@ -221,12 +221,27 @@ static void init_string_class(void) {
     string_class['\\'] = 2;
 }
 
+/* Whether any of the 8 bytes at p is not plain (string_class 0): below 0x20, above 0x7e, a quote or
+ * a backslash. Eight at a time (a word's arithmetic: a set high bit per byte that matches, and
+ * maybe some after it, never one before); the bytes are then looked at one by one. */
+static inline int special8(const unsigned char *p) {
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    uint64_t w;
+    memcpy(&w, p, 8);
+    uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+    uint64_t below = (w - ones * 0x20) & ~w;                          /* < 0x20 (high bit clear) */
+    uint64_t above = (w + ones * (0x7f - 0x7e)) | w;                 /* > 0x7e, or high bit set */
+    uint64_t zero = ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash);
+    return ((below | above | zero) & highs) != 0;
+}
+
 /* A string at s->p (its opening quote). *plain: no escape and printable ASCII only. */
 static int scan_string(Scan *s, const char **start, Py_ssize_t *len, int *plain) {
     const unsigned char *p = (const unsigned char *)s->p + 1, *end = (const unsigned char *)s->end;
     int pl = 1;
     *start = (const char *)p;
     for (;;) {
+        while (end - p >= 8 && !special8(p)) p += 8;
         while (p < end && string_class[*p] == 0) p++;
         if (p >= end) return -1;
         switch (string_class[*p]) {
