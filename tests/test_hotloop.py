@@ -33,6 +33,7 @@ import random
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from fractions import Fraction
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -1648,3 +1649,59 @@ def test_blocks_of_lines_as_read(tmp_path: Path) -> None:
         got = state_of(agg)
         got["raised"] = None
         assert got == pure, describe(pure, got)
+
+
+def _decimal(rnd: random.Random) -> bytes:
+    """A JSON number of 1 to 20 significant digits, or one near halfway between two doubles."""
+    if rnd.random() < 0.3:  # the decimal nearest a halfway point, to 16-19 digits
+        d = math.ldexp(rnd.getrandbits(53) | 1 << 52, rnd.randrange(-150, 10))
+        mid = (Fraction(d) + Fraction(math.nextafter(d, math.inf))) / 2
+        digits = rnd.randrange(16, 20)
+        shift = digits - 1 - math.floor(math.log10(mid))
+        return b"%de%d" % (round(mid * Fraction(10) ** shift), -shift)
+    digits = "".join(rnd.choice("0123456789") for _ in range(rnd.randrange(1, 21))).lstrip("0") or "0"
+    point = rnd.randrange(len(digits) + 1)
+    text = digits[:point] + ("." + digits[point:] if point < len(digits) else "")
+    text = ("0" + text if text.startswith(".") else text) + (f"e{rnd.randrange(-30, 31)}" if rnd.random() < 0.3 else "")
+    return ("-" if rnd.random() < 0.2 else "").encode() + text.encode()
+
+
+def test_fast_float_rounds_as_python() -> None:
+    """The C loop reads a number of up to 19 digits itself (Clinger's fast path, or x87's 64-bit
+    long double with a check for halfway cases): bit for bit what Python's float() gives."""
+    require_c()
+    assert hotloop._hotloop is not None
+    fast = hotloop._hotloop.fast_float
+    rnd = random.Random(17)
+    taken = 0
+    for _ in range(300_000):
+        text = _decimal(rnd)
+        got = fast(text)
+        if got is not None:
+            taken += 1
+            want = float(text)
+            assert math.copysign(1, got) == math.copysign(1, want) and got == want, (text, got, want)
+    assert taken > 150_000  # most take the fast path
+    for text in (b"1761049587.1066597", b"2.0048887729644775", b"0.1", b"-0.0", b"9007199254740993",
+                 b"18446744073709551615", b"1e22", b"1e23", b"123456789012345678e-27"):
+        got = fast(text)
+        assert got is None or (got == float(text) and math.copysign(1, got) == math.copysign(1, float(text))), text
+    assert fast(b"1761049587.1066597") is not None  # 17 digits: a record time
+
+
+def test_seventeen_digit_numbers_in_records() -> None:
+    """Times, costs and durations of 16 to 19 digits (Python's repr takes up to 17) in records."""
+    require_c()
+    rnd = random.Random(3)
+    lines = []
+    for _ in range(400):
+        start = 1795452150 + rnd.random() * 2
+        t = [b"%.*f" % (rnd.randrange(6, 10), start + k * rnd.random()) for k in range(3)]
+        line = _sub(P, b'"startTime":1795452152.5', b'"startTime":' + t[0])
+        line = _sub(line, b'"endTime":1795452153.25', b'"endTime":' + t[2])
+        line = _sub(line, b'"completionStartTime":1795452153.0', b'"completionStartTime":' + t[1])
+        line = _sub(line, b'"response_cost":1.35e-05', b'"response_cost":%r' % (rnd.random() / 1000))
+        overhead = b'"litellm_overhead_time_ms":' + _decimal(rnd).lstrip(b"-")
+        lines.append(_sub(line, b'"litellm_overhead_time_ms":12.5', overhead))
+    assert declined(lines) < 40
+    check(lines, batches=[100, 300], ops=("none",))
