@@ -1,21 +1,22 @@
 """The replay's hot loop, fused in C (`_hotloop.c`) for the records that make up big logs.
 
 `HotLoop.lines(lines)` has exactly the effect of
-`for line in each_line(lines): agg.add(parser.parse(line))` (`archive.Lines` blocks, which it
-splits itself, among the lines), which is what it does, in Python, for every line it does not
-take itself. It takes a line only
-when it can prove the Python path would give the same result: a StandardLoggingPayload or a
-logmetrics request record of a success, or a compact request record, with plain ASCII label
+`for line in each_line(lines): agg.add(parser.parse(line))` (it splits `archive.Lines` blocks
+itself), which is what it does, in Python, for every line it does not take itself. It takes a
+line only when it can prove the Python path would give the same result: a StandardLoggingPayload
+or a logmetrics request record of a success, or a compact request record, with plain ASCII label
 values, numbers and times in the forms LiteLLM writes, and nothing msgspec would reject. For
 those it decodes the fields it needs, applies LiteLLM's rules (`slp.py`, `parse.py`) and adds to
-the aggregator's accumulators (`aggregate.py`), without building the typed event. The additions
-wait in C, per accumulator (integers only: exact sums stay exact in any order, and the lines that
-go the Python way add to the same accumulators meanwhile), until something reads the aggregator:
-`Aggregator.settle` writes them first (`Aggregator.defer`). The record count, times, folded
-records and the deployment state reach the aggregator at once or at the end of each call. Label
-sets are still made in Python (`Aggregator.slot`, `slp.labels_200`), once per distinct set: the C side
-caches the slots by the record's raw label values (each interned to a 16-bit id, so that a key is
-a few dozen bytes and tens of thousands fit), for one `Aggregator.generation`.
+the aggregator's accumulators (`aggregate.py`), without building the typed event.
+
+The additions wait in C, per accumulator (integers only: exact sums stay exact in any order, and
+the lines that go the Python way add to the same accumulators meanwhile), until something reads
+the aggregator: `Aggregator.settle` writes them first (`Aggregator.defer`). The record count,
+times, folded records and the deployment state reach the aggregator at once or at the end of each
+call. Label sets are still made in Python (`Aggregator.slot`, `slp.labels_200`), once per
+distinct set: the C side caches the slots by the record's raw label values (each interned to a
+16-bit id, so that a key is a few dozen bytes and tens of thousands fit), for one
+`Aggregator.generation`.
 
 Without a C compiler at install time the module is missing and the Python loop does it all;
 `LOGMETRICS_PURE_PYTHON=1` chooses that too. tests/test_hotloop.py holds both paths to the same
