@@ -1,9 +1,10 @@
 /* The replay's hot loop, fused: one JSON line -> LiteLLM's rules -> the aggregator's accumulators.
  *
  * See hotloop.py for the contract: Loop.feed(lines) has exactly the effect of
- *     for line in lines: agg.add(parse(line))
+ *     for line in each_line(lines): agg.add(parse(line))
+ * (archive.Lines blocks split here), its additions waiting in C until Loop.settle (see Pend).
  * It takes a line itself only when it can prove the Python path gives the same result, and hands
- * every other line to that path (`fallback`). It takes: StandardLoggingPayload and logmetrics
+ * every other line to that path (`feed_line`). It takes: StandardLoggingPayload and logmetrics
  * request records of successes, and compact request records. Everything unusual is declined:
  * escapes or non-ASCII bytes in typed strings, duplicate keys, numbers a float does not hold
  * exactly where exactness matters, time forms other than the ones LiteLLM writes, anything msgspec
