@@ -44,8 +44,9 @@ def _count_newlines(data: bytes, start: int, stop: int) -> int:
 
 try:  # bytes.count goes byte by byte: 0.4 ms a MB, more than the rest of reading it
     from logmetrics._hotloop import newlines as _newlines
-except ImportError:  # built without a C compiler (no C hot loop to give Lines to either)
+except ImportError:  # built without a C compiler: no C hot loop to split Lines either
     _newlines = _count_newlines
+_BLOCKS = _newlines is not _count_newlines  # read_blocks gives Lines: only with the C module
 _NULS = re.compile(rb"\x00+")
 _SEEK_DATA: int | None = getattr(os, "SEEK_DATA", None)
 
@@ -227,8 +228,9 @@ def read_lines(paths: list[str], stats: ReadStats, max_line_bytes: int) -> Itera
 
 def read_blocks(paths: list[str], stats: ReadStats, max_line_bytes: int) -> Iterator[bytes | Lines]:
     """`read_lines`, with the lines of a block read given as one `Lines` where they can be
-    (`each_line` makes them lines again): what the C hot loop splits faster itself."""
-    return _read(paths, stats, max_line_bytes, True)
+    (`each_line` makes them lines again): what the C hot loop splits faster itself. Without the C
+    module, just `read_lines` (counting and splitting them in Python would only cost more)."""
+    return _read(paths, stats, max_line_bytes, _BLOCKS)
 
 
 def _read(paths: list[str], stats: ReadStats, max_line_bytes: int, blocks: bool) -> Iterator[bytes | Lines]:
@@ -272,7 +274,7 @@ def read_range(path: str, start: int, end: int | None, stats: ReadStats, max_lin
     ranges of a file, in order, are the lines of the file. `blocks`: as `read_blocks` gives them."""
     try:
         with open(path, "rb", buffering=0) as raw:
-            yield from _split(raw, stats, max_line_bytes, raw.fileno(), start, end, blocks)
+            yield from _split(raw, stats, max_line_bytes, raw.fileno(), start, end, blocks and _BLOCKS)
     except OSError as e:
         stats.failed(path, e)
 
