@@ -266,9 +266,8 @@ class Aggregator:
 
     @acc.setter
     def acc(self, value: dict[Signature, list[object]]) -> None:
-        self.settle()
         self._acc = value
-        self.drop_caches()
+        self.drop_caches()  # settles: what waited goes to the accumulators replaced, as it would have
 
     @property
     def models(self) -> dict[str, ModelStats]:
@@ -278,7 +277,6 @@ class Aggregator:
 
     @models.setter
     def models(self, value: dict[str, ModelStats]) -> None:
-        self.settle()
         self._models = value
         self.drop_caches()
 
