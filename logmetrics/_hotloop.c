@@ -223,9 +223,28 @@ static void init_string_class(void) {
     string_class['\\'] = 2;
 }
 
-/* Whether any of the 8 bytes at p is not plain (string_class 0): below 0x20, above 0x7e, a quote or
- * a backslash. Eight at a time (a word's arithmetic: a set high bit per byte that matches, and
- * maybe some after it, never one before); the bytes are then looked at one by one. */
+/* Past the plain bytes (string_class 0) at p, as many as whole words can tell: to the first byte
+ * that is not (below 0x20, above 0x7e, a quote or a backslash), or to fewer than a word before
+ * `end`; the bytes left are then looked at one by one. SSE2 (every x86-64) compares 16 bytes at
+ * once and the mask's lowest bit is the byte; elsewhere a 64-bit word's arithmetic tells whether
+ * any of 8 is (a set high bit per byte that matches, and maybe some after it, never one before). */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+static inline const unsigned char *skip_plain(const unsigned char *p, const unsigned char *end) {
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), low = _mm_set1_epi8(0x20),
+                  del = _mm_set1_epi8(0x7f);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        /* signed: bytes above 0x7f are negative, so below 0x20 too */
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                                 _mm_or_si128(_mm_cmplt_epi8(v, low), _mm_cmpeq_epi8(v, del)));
+        unsigned mask = (unsigned)_mm_movemask_epi8(m);
+        if (mask) return p + __builtin_ctz(mask);
+        p += 16;
+    }
+    return p;
+}
+#else
 static inline int special8(const unsigned char *p) {
     const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
     uint64_t w;
@@ -237,13 +256,19 @@ static inline int special8(const unsigned char *p) {
     return ((below | above | zero) & highs) != 0;
 }
 
+static inline const unsigned char *skip_plain(const unsigned char *p, const unsigned char *end) {
+    while (end - p >= 8 && !special8(p)) p += 8;
+    return p;
+}
+#endif
+
 /* A string at s->p (its opening quote). *plain: no escape and printable ASCII only. */
 static int scan_string(Scan *s, const char **start, Py_ssize_t *len, int *plain) {
     const unsigned char *p = (const unsigned char *)s->p + 1, *end = (const unsigned char *)s->end;
     int pl = 1;
     *start = (const char *)p;
     for (;;) {
-        while (end - p >= 8 && !special8(p)) p += 8;
+        p = skip_plain(p, end);
         while (p < end && string_class[*p] == 0) p++;
         if (p >= end) return -1;
         switch (string_class[*p]) {

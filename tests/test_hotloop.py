@@ -1705,3 +1705,25 @@ def test_seventeen_digit_numbers_in_records() -> None:
         lines.append(_sub(line, b'"litellm_overhead_time_ms":12.5', overhead))
     assert declined(lines) < 40
     check(lines, batches=[100, 300], ops=("none",))
+
+
+# the bytes a string's scan tells apart (_hotloop.c skip_plain): plain ones, escapes, a control
+# character (invalid raw), DEL, and UTF-8 (valid and not)
+PLAIN_BYTES = [b" ", b"~", b"a"]
+STRING_BYTES = [b'\\"', b"\\\\", b"\\n", b"\\u00e9", b"\x01", b"\x1f", b"\x7f", b"\xc3\xa9", b"\xff"]
+
+
+def test_every_kind_of_byte_at_every_offset_of_a_string() -> None:
+    """Each kind of byte at each offset of a label value (a typed string) and of a text the loop
+    skips, across the 16 bytes the scan compares at once and the scan's end near the line's end."""
+    require_c()
+    plain, other = [], []
+    for k in range(35):
+        for b in PLAIN_BYTES + STRING_BYTES:
+            value = b"g" * k + b + b"z" * (k % 4)
+            lines = [_sub(P, b'"model_group":"gpt-4o"', b'"model_group":"%s"' % value),
+                     _sub(P, b'"response":{"id":"x"}', b'"response":{"id":"%s"}' % value),
+                     _sub(P, b'"stream":true}}', b'"stream":true,"t":"%s"}}' % value)]
+            (plain if b in PLAIN_BYTES else other).extend(lines)
+    assert declined(plain) == 0  # the scan stops at no plain byte
+    check(plain + other, batches=[97, 10_000])
