@@ -4,13 +4,15 @@
  *     for line in each_line(lines): agg.add(parse(line))
  * (archive.Lines blocks split here), its additions waiting in C until Loop.settle (see Pend).
  * It takes a line itself only when it can prove the Python path gives the same result, and hands
- * every other line to that path (`feed_line`). It takes: StandardLoggingPayload and logmetrics
- * request records of successes, and compact request records. Everything unusual is declined:
+ * every other line to that path (`feed_line`). It takes: StandardLoggingPayloads of successes and
+ * failures, logmetrics request records of successes, and compact request records. A failure's
+ * label sets are made in Python (slp.failure_labels), once per distinct set of raw values; the
+ * callback's failure records (their facts) go the Python way. Everything unusual is declined:
  * escapes or non-ASCII bytes in typed strings, duplicate keys, numbers a float does not hold
  * exactly where exactness matters, time forms other than the ones LiteLLM writes, anything msgspec
  * would reject or that might raise in slp.py / parse.py.
  *
- * The rules follow slp.py (event_from_payload), parse.py (_compact_record, _compact_time) and
+ * The rules follow slp.py (event_from_payload, _failure), parse.py (_compact_record, _compact_time) and
  * aggregate.py (_request, _success, _observe, _view, set_state) line by line; the comments name
  * the Python they mirror. tests/test_hotloop.py holds both paths to identical results.
  */
@@ -853,7 +855,8 @@ static uint16_t strings_id(Strings *S, const char *p, Py_ssize_t n) {
  */
 typedef struct {
     PyObject_HEAD
-    PyObject *agg, *parse, *add, *payload_slot, *compact_slot, *second, *histogram, *success, *failure, *lines_type;
+    PyObject *agg, *parse, *add, *payload_slot, *failure_slot, *compact_slot, *second, *histogram, *success, *failure,
+        *lines_type;
     int h_first;           /* accumulator slot of the first histogram */
     int n_hist;
     double *bounds[8];
@@ -1280,7 +1283,7 @@ static int apply(Loop *L, PyObject *entry, long state_value, const Adds *a) {
     }
     L->records++;
     if (folded == Py_True) L->dropped[a->success]++;
-    if (set_state(L, state_key, state_value)) return -1;
+    if (state_key != Py_None && set_state(L, state_key, state_value)) return -1;
     Pend *p = pend_for(L, acc, stats, a->success);
     if (p == NULL) return -1;
     if (p->records == UINT16_MAX && pend_write(L, p)) return -1; /* uint16 bucket counts */
@@ -1448,8 +1451,9 @@ static PyObject *state_tuple(const Str st[4]) {
 
 #define MAX_FOLDED 32768 /* keys of label sets folded into overflow series kept (each ~0.15 KB: 5 MB) */
 
-/* The cache entry (borrowed) for `key`, or a new one from `make` (a slot tuple), or NULL with an
- * exception set. */
+/* The cache entry (borrowed) for `key`, or a new one from `make`, or NULL with an exception set.
+ * `make` gives a slot (accumulator, view row, folded) and the deployment state key (None: no state
+ * write), or a slot alone: the key is then made of `st`. */
 static PyObject *entry_for(Loop *L, Key *key, PyObject *(*make)(Loop *, void *), void *ctx, const Str st[4]) {
     PyObject *kb = PyBytes_FromStringAndSize((const char *)key->buf, key->n);
     if (kb == NULL) return NULL;
@@ -1465,9 +1469,12 @@ static PyObject *entry_for(Loop *L, Key *key, PyObject *(*make)(Loop *, void *),
         return NULL;
     }
     PyObject *acc, *stats, *folded;
-    if (!PyTuple_Check(slot) || PyTuple_GET_SIZE(slot) != 3 || !PyList_Check(acc = PyTuple_GET_ITEM(slot, 0)) ||
-        PyList_GET_SIZE(acc) < L->h_first + L->n_hist + 4) {
-        PyErr_SetString(PyExc_TypeError, "a slot is (accumulator list, ModelStats or None, folded)");
+    Py_ssize_t size = PyTuple_Check(slot) ? PyTuple_GET_SIZE(slot) : 0;
+    if ((size != 3 && size != 4) || !PyList_Check(acc = PyTuple_GET_ITEM(slot, 0)) ||
+        PyList_GET_SIZE(acc) < L->h_first + L->n_hist + 4 ||
+        (size == 3 && st == NULL) ||
+        (size == 4 && PyTuple_GET_ITEM(slot, 3) != Py_None && !PyTuple_Check(PyTuple_GET_ITEM(slot, 3)))) {
+        PyErr_SetString(PyExc_TypeError, "a slot is (accumulator list, ModelStats or None, folded[, state key or None])");
         Py_DECREF(slot);
         Py_DECREF(kb);
         return NULL;
@@ -1475,8 +1482,8 @@ static PyObject *entry_for(Loop *L, Key *key, PyObject *(*make)(Loop *, void *),
     stats = PyTuple_GET_ITEM(slot, 1);
     folded = PyTuple_GET_ITEM(slot, 2);
     PyObject *stats_dict = stats == Py_None ? Py_NewRef(Py_None) : PyObject_GetAttr(stats, s_dict);
-    PyObject *sk = state_tuple(st);
-    if (sk != NULL) { /* one tuple per deployment, shared by its label sets' entries */
+    PyObject *sk = size == 4 ? Py_NewRef(PyTuple_GET_ITEM(slot, 3)) : state_tuple(st);
+    if (sk != NULL && sk != Py_None) { /* one tuple per deployment, shared by its label sets' entries */
         if (PyDict_GET_SIZE(L->state_keys) >= MAX_FOLDED) PyDict_Clear(L->state_keys);
         PyObject *shared = PyDict_SetDefault(L->state_keys, sk, sk);
         Py_XINCREF(shared);
@@ -1520,33 +1527,37 @@ static PyObject *entry_for(Loop *L, Key *key, PyObject *(*make)(Loop *, void *),
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Payloads (slp.event_from_payload, the success path)
+ * Payloads (slp.event_from_payload: successes, and failures without the callback's facts)
  */
-typedef struct {
-    Str values[18];
-    Str requested; /* the proxy family's requested_model when it differs, else None */
-    Str zero_cost;
-} PayloadCtx;
+enum { A_REQUESTED = 18, A_PAYLOAD_ZERO_COST, A_PAYLOAD_N };                      /* payload_slot's */
+enum { A_STATUS = 18, A_ERROR_CLASS, A_LLM_PROVIDER, A_FAILURE_ZERO_COST, A_FAILURE_N }; /* failure_slot's */
 
-static PyObject *make_payload_slot(Loop *L, void *vctx) {
-    PayloadCtx *c = vctx;
-    PyObject *values = PyTuple_New(18);
-    if (values == NULL) return NULL;
-    for (int i = 0; i < 18; i++) {
-        PyObject *v = py_str(c->values[i]);
+/* A slot maker's call: call((the 18 label values), the other strings...) */
+typedef struct {
+    PyObject *call;
+    Str args[A_FAILURE_N]; /* the 18 label values (slp._labels' order), then the others */
+    int n;
+} SlotCall;
+
+static PyObject *make_slot(Loop *L, void *vctx) {
+    SlotCall *c = vctx;
+    PyObject *args[A_FAILURE_N - 17] = {NULL};
+    int k = 0;
+    PyObject *values = args[k++] = PyTuple_New(18);
+    for (int i = 0; values != NULL && i < 18; i++) {
+        PyObject *v = py_str(c->args[i]);
         if (v == NULL) {
-            Py_DECREF(values);
-            return NULL;
+            Py_CLEAR(args[0]);
+            break;
         }
         PyTuple_SET_ITEM(values, i, v);
     }
-    PyObject *requested = py_str(c->requested), *zero_cost = py_str(c->zero_cost);
     PyObject *slot = NULL;
-    if (requested != NULL && zero_cost != NULL)
-        slot = PyObject_CallFunctionObjArgs(L->payload_slot, values, requested, zero_cost, NULL);
-    Py_DECREF(values);
-    Py_XDECREF(requested);
-    Py_XDECREF(zero_cost);
+    if (args[0] != NULL) {
+        for (; k < c->n - 17 && (args[k] = py_str(c->args[17 + k])) != NULL; k++) {}
+        if (k == c->n - 17) slot = PyObject_Vectorcall(c->call, args, (size_t)k, NULL);
+    }
+    for (int i = 0; i < k; i++) Py_XDECREF(args[i]);
     return slot;
 }
 
@@ -1567,14 +1578,53 @@ static int raw_has_tier(const Val *v) {
     return 0;
 }
 
+static Str zero_cost_reason(Rec *R, int pay, int zcd) {
+    return AT(R, pay, P_ZERO_COST)->t == V_OBJ ? str_of(AT(R, zcd, 0)) : (Str){NULL, 0};
+}
+
+/* slp._failure for a payload without facts, its label values in c (slp.failure_labels makes its
+ * label sets and state key in Python, once per distinct key): 1 taken, 0 declined, -1 error */
+static int payload_failure(Loop *L, Rec *R, int pay, int zcd, SlotCall *c, double end_time) {
+    char code_text[24];
+    Str status = {NULL, 0}, error_class = {NULL, 0}, llm_provider = {NULL, 0};
+    if (AT(R, pay, P_ERROR_INFO)->t == V_OBJ) {
+        int ei = insts[pay].child[P_ERROR_INFO];
+        const Val *code = AT(R, ei, 0);
+        if (code->t == V_INT) { /* slp.error_status: str(error_code) */
+            status.n = snprintf(code_text, sizeof code_text, "%lld", (long long)code->i);
+            status.p = code_text;
+        } else if (code->t == V_STR && code->n > 0) {
+            status = str_of(code);
+        }
+        error_class = str_of(AT(R, ei, 1));
+        llm_provider = str_of(AT(R, ei, 2));
+    }
+    c->args[A_STATUS] = status;
+    c->args[A_ERROR_CLASS] = error_class;
+    c->args[A_LLM_PROVIDER] = llm_provider;
+    c->args[A_FAILURE_ZERO_COST] = zero_cost_reason(R, pay, zcd);
+    Key key;
+    key_start(L, &key, 'f');
+    int r = 0;
+    for (int i = 0; i < A_FAILURE_N; i++) r |= key_put(L, &key, c->args[i]);
+    if (r) return -1;
+    if (key.overflow) return 0;
+    PyObject *entry = entry_for(L, &key, make_slot, c, NULL);
+    if (entry == NULL) return -1;
+    Adds a; /* a request counted, nothing else added */
+    memset(&a, 0, sizeof a);
+    a.time = end_time;
+    return apply(L, entry, 1, &a) ? -1 : 1;
+}
+
 /* 1 taken, 0 declined, -1 error */
 static int payload(Loop *L, Rec *R, int pay, int md, int usage, int ptd, int ctd, int hp, int zcd, int facts,
                    const Val *time) {
 #define PV(f) AT(R, pay, f)
 #define MV(f) AT(R, md, f)
 #define FV(f) AT(R, facts, f)
-    int with_facts = facts >= 0;
-    if (str_is(str_of(PV(P_STATUS)), "failure")) return 0;
+    int with_facts = facts >= 0, failure = str_is(str_of(PV(P_STATUS)), "failure");
+    if (failure && with_facts) return 0; /* the callback's facts of a failure: the Python way */
     if (with_facts && FV(F_SKIP)->t == V_TRUE) return 0;
     int has_md = PV(P_METADATA)->t == V_OBJ;
     Val none = {0};
@@ -1592,7 +1642,7 @@ static int payload(Loop *L, Rec *R, int pay, int md, int usage, int ptd, int ctd
             if (truthy_str(t)) tier = t;
         }
     }
-    PayloadCtx c;
+    SlotCall c = {failure ? L->failure_slot : L->payload_slot, {{0}}, failure ? A_FAILURE_N : A_PAYLOAD_N};
     Str end_user = {NULL, 0};
     if (with_facts)
         end_user = str_of(FV(F_END_USER));
@@ -1603,7 +1653,7 @@ static int payload(Loop *L, Rec *R, int pay, int md, int usage, int ptd, int ctd
                             str_of(MD(M_TEAM_ALIAS)), str_of(MD(M_USER)), str_of(MD(M_EMAIL)), str_of(MD(M_ORG)),
                             str_of(MD(M_ORG_ALIAS)), model, str_of(PV(P_MODEL_ID)), str_of(PV(P_API_BASE)), provider,
                             tier, str_of(MD(M_ROUTE)), str_of(MD(M_IP)), str_of(MD(M_AGENT))};
-    memcpy(c.values, values, sizeof values);
+    memcpy(c.args, values, sizeof values);
 
     /* times as whole microseconds */
     Micros hook_start = {0}, hook_end = {0}, start, end, api_start = {0}, completion_start = {0}, m;
@@ -1617,6 +1667,7 @@ static int payload(Loop *L, Rec *R, int pay, int md, int usage, int ptd, int ctd
     else
         end_time = is_set(PV(P_END)) ? PV(P_END)->d : 0.0;
     if (!(end_time >= 0.0 && end_time < L->max_time)) return 0;
+    if (failure) return payload_failure(L, R, pay, zcd, &c, end_time);
     start = hook_start;
     end = hook_end;
     int stream; /* -1 None */
@@ -1691,11 +1742,9 @@ static int payload(Loop *L, Rec *R, int pay, int md, int usage, int ptd, int ctd
         }
     }
     /* the proxy family's requested model, and the deployment state write */
-    c.requested.p = NULL;
-    c.requested.n = 0;
     if (with_facts) {
         Str original = str_of(FV(F_ORIGINAL_GROUP));
-        if (truthy_str(original) && !str_eq(original, group)) c.requested = original;
+        if (truthy_str(original) && !str_eq(original, group)) c.args[A_REQUESTED] = original;
     }
     Str st[4];
     int recorded_state = with_facts && FV(F_DEPLOYMENT_STATE)->t == V_OBJ;
@@ -1722,14 +1771,12 @@ static int payload(Loop *L, Rec *R, int pay, int md, int usage, int ptd, int ctd
     a.hist[5] = per_token;
     for (int i = 0; i < 6; i++)
         if (checked(a.hist[i])) return 0;
-    c.zero_cost = PV(P_ZERO_COST)->t == V_OBJ ? str_of(AT(R, zcd, 0)) : (Str){NULL, 0};
+    c.args[A_PAYLOAD_ZERO_COST] = zero_cost_reason(R, pay, zcd);
 
     Key key;
     key_start(L, &key, 'p');
     int r = 0;
-    for (int i = 0; i < 18; i++) r |= key_put(L, &key, c.values[i]);
-    r |= key_put(L, &key, c.requested);
-    r |= key_put(L, &key, c.zero_cost);
+    for (int i = 0; i < A_PAYLOAD_N; i++) r |= key_put(L, &key, c.args[i]);
     if (recorded_state) {
         r |= key_put(L, &key, (Str){"s", 1});
         for (int i = 0; i < 4; i++) r |= key_put(L, &key, st[i]);
@@ -1739,7 +1786,7 @@ static int payload(Loop *L, Rec *R, int pay, int md, int usage, int ptd, int ctd
     }
     if (r) return -1;
     if (key.overflow) return 0;
-    PyObject *entry = entry_for(L, &key, make_payload_slot, &c, st);
+    PyObject *entry = entry_for(L, &key, make_slot, &c, st);
     if (entry == NULL) return -1;
     return apply(L, entry, 0, &a) ? -1 : 1;
 #undef PV
@@ -2039,16 +2086,17 @@ static PyObject *Loop_feed(Loop *L, PyObject *lines) {
 }
 
 static int Loop_init(Loop *L, PyObject *args, PyObject *kwds) {
-    PyObject *bounds, *o[10];
+    PyObject *bounds, *o[11];
     if (L->cache != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Loop is initialised once");
         return -1;
     }
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOidnpO!", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
-                          &bounds, &L->h_first, &L->max_time, &L->max_line, &L->end_user_label, &PyType_Type, &o[9]))
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOidnpO!", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
+                          &o[9], &bounds, &L->h_first, &L->max_time, &L->max_line, &L->end_user_label, &PyType_Type,
+                          &o[10]))
         return -1;
-    PyObject **refs[] = {&L->agg, &L->parse, &L->add, &L->payload_slot, &L->compact_slot, &L->second, &L->histogram,
-                         &L->success, &L->failure, &L->lines_type};
+    PyObject **refs[] = {&L->agg,       &L->parse,   &L->add,      &L->payload_slot, &L->failure_slot, &L->compact_slot,
+                         &L->second,    &L->histogram, &L->success, &L->failure,      &L->lines_type};
     for (size_t i = 0; i < sizeof refs / sizeof *refs; i++) *refs[i] = Py_NewRef(o[i]);
     if (!PyType_IsSubtype((PyTypeObject *)L->lines_type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "Lines: a tuple type (archive.Lines)");
@@ -2100,6 +2148,7 @@ static void Loop_dealloc(Loop *L) {
     Py_XDECREF(L->parse);
     Py_XDECREF(L->add);
     Py_XDECREF(L->payload_slot);
+    Py_XDECREF(L->failure_slot);
     Py_XDECREF(L->compact_slot);
     Py_XDECREF(L->second);
     Py_XDECREF(L->histogram);
@@ -2153,7 +2202,7 @@ static PyTypeObject LoopType = {
     .tp_init = (initproc)Loop_init,
     .tp_dealloc = (destructor)Loop_dealloc,
     .tp_methods = Loop_methods,
-    .tp_doc = "Loop(agg, parse, add, payload_slot, compact_slot, second, Histogram, SUCCESS, FAILURE, bounds, "
+    .tp_doc = "Loop(agg, parse, add, payload_slot, failure_slot, compact_slot, second, Histogram, SUCCESS, FAILURE, bounds, "
               "first_histogram_slot, max_time, max_line_bytes, end_user_label, Lines)",
 };
 

@@ -4,10 +4,11 @@
 `for line in each_line(lines): agg.add(parser.parse(line))` (it splits `archive.Lines` blocks
 itself), which is what it does, in Python, for every line it does not take itself. It takes a
 line only when it can prove the Python path would give the same result: a StandardLoggingPayload
-or a logmetrics request record of a success, or a compact request record, with plain ASCII label
-values, numbers and times in the forms LiteLLM writes, and nothing msgspec would reject. For
-those it decodes the fields it needs, applies LiteLLM's rules (`slp.py`, `parse.py`) and adds to
-the aggregator's accumulators (`aggregate.py`), without building the typed event.
+(a success's or a failure's) or a logmetrics request record of a success, or a compact request
+record, with plain ASCII label values, numbers and times in the forms LiteLLM writes, and nothing
+msgspec would reject. For those it decodes the fields it needs, applies LiteLLM's rules (`slp.py`,
+`parse.py`) and adds to the aggregator's accumulators (`aggregate.py`), without building the typed
+event.
 
 The additions wait in C, per accumulator (integers only: exact sums stay exact in any order, and
 the lines that go the Python way add to the same accumulators meanwhile), until something reads
@@ -30,10 +31,18 @@ from collections.abc import Iterable
 
 import msgspec
 
-from logmetrics.aggregate import _H_TOTAL, HISTOGRAMS, Aggregator, Histogram, ModelStats
+from logmetrics.aggregate import _H_TOTAL, HISTOGRAMS, Aggregator, Histogram, ModelStats, StateKey
 from logmetrics.events import EventKind, Labels
 from logmetrics.parse import Parser
-from logmetrics.slp import MAX_TIME, labels_200
+from logmetrics.slp import (
+    MAX_TIME,
+    VALUE_GROUP,
+    VALUE_MODEL_ID,
+    VALUE_PROVIDER,
+    exception_class_label,
+    failure_labels,
+    labels_200,
+)
 from logmetrics.sources.archive import Lines
 
 try:
@@ -55,7 +64,8 @@ class HotLoop:
         self.agg = agg
         self.parser = parser
         self._loop = _hotloop.Loop(
-            agg, parser.parse, agg.add, self._payload_slot, self._compact_slot, parser.second, Histogram,
+            agg, parser.parse, agg.add, self._payload_slot, self._failure_slot, self._compact_slot, parser.second,
+            Histogram,
             EventKind.SUCCESS, EventKind.FAILURE, tuple(HISTOGRAMS.values()), _H_TOTAL, MAX_TIME,
             parser.max_line_bytes, parser.end_user_label, Lines,
         )
@@ -76,6 +86,21 @@ class HotLoop:
         labels = labels_200(values)
         proxy = labels if requested_model is None else msgspec.structs.replace(labels, requested_model=requested_model)
         return self.agg.slot(EventKind.SUCCESS, labels, None, proxy, zero_cost_reason)
+
+    def _failure_slot(
+        self, values: tuple[str | None, ...], status: str | None, error_class: str | None, llm_provider: str | None,
+        zero_cost_reason: str | None,
+    ) -> tuple[list[object], ModelStats | None, bool, StateKey | None]:
+        """A bare failure payload's slot, and the key of its deployment state write (value 1) or None:
+        from its 18 success label values, its exception status (`slp.error_status`) and its error
+        information's class and provider."""
+        labels, deployment, proxy, state = failure_labels(
+            labels_200(values), values[VALUE_MODEL_ID], values[VALUE_GROUP], values[VALUE_PROVIDER], status,
+            exception_class_label(error_class, llm_provider), error_class, True,
+        )
+        acc, stats, folded = self.agg.slot(EventKind.FAILURE, labels, deployment, proxy, zero_cost_reason)
+        key = None if state is None else (state.litellm_model_name, state.model_id, state.api_base, state.api_provider)
+        return acc, stats, folded, key
 
     def _compact_slot(
         self, model: str | None, provider: str | None, failed: bool

@@ -155,6 +155,10 @@ def _labels(p: Payload, md: Metadata, f: Facts, end_user_label: bool, model: str
     return labels_200(key)
 
 
+# where `_labels` puts these in the 18 values (the hot loop's failure slots read them there)
+VALUE_GROUP, VALUE_MODEL_ID, VALUE_PROVIDER = 3, 11, 13
+
+
 def labels_200(key: tuple[str | None, ...]) -> Labels:
     """A success's Labels from the 18 label values `_labels` gathers (in its order), cached."""
     cached = _LABELS.get(key)
@@ -325,35 +329,19 @@ def _provider_cache_tokens(
 def _failure(p: Payload, f: Facts, md: Metadata, labels: Labels, time: float, payload_only: bool) -> RequestEvent:
     info = p.error_information
     status = f.exception_status
-    if status is None and info is not None and info.error_code not in (None, ""):
-        status = str(info.error_code)
-    exc_class = f.exception_class or exception_class_label(
-        info.error_class if info else None, info.llm_provider if info else None
-    )
-    labels = msgspec.structs.replace(
-        labels, model_id=p.model_id if p.model_id is not None else "", status_code=None, exception_status=status,
-        exception_class=exc_class,
+    if status is None and info is not None:
+        status = error_status(info.error_code)
+    error_class = info.error_class if info else None
+    exc_class = f.exception_class or exception_class_label(error_class, info.llm_provider if info else None)
+    labels, deployment, proxy, state = failure_labels(
+        labels, p.model_id, p.model_group, p.custom_llm_provider, status, exc_class, error_class, payload_only
     )
     if f.deployment_labels is not None:
         deployment = Labels(**{k: v for k, v in f.deployment_labels.items() if k in Labels.__struct_fields__})
         deployment = msgspec.structs.replace(deployment, exception_status=status, exception_class=exc_class,
                                              api_base=redact_api_base(deployment.api_base))
-    else:
-        deployment = _guess_deployment(p, labels, info.error_class if info else None)
-    state: DeploymentState | None
     if f.deployment_state is not None:
         state = _recorded_state(f.deployment_state, 1)
-    elif payload_only and deployment.litellm_model_name:
-        state = DeploymentState(labels.model or "", p.model_id, labels.api_base, p.custom_llm_provider or "", 1)
-    else:
-        state = None
-    proxy = None
-    if payload_only:  # a failure payload stands for the post-call failure hook as well
-        requested = p.model_group if p.model_group else ("other" if p.model_group == "" else None)
-        proxy = msgspec.structs.replace(
-            labels, requested_model=requested, status_code=status,
-            api_provider=p.custom_llm_provider, model_id=p.model_id,
-        )
     message = f.error_message if f.error_message is not None else p.error_str
     return RequestEvent(
         kind=EventKind.FAILURE,
@@ -369,13 +357,47 @@ def _failure(p: Payload, f: Facts, md: Metadata, labels: Labels, time: float, pa
     )
 
 
+def error_status(code: str | int | None) -> str | None:
+    """A payload's `error_information.error_code` as the exception status label."""
+    return None if code in (None, "") else str(code)
+
+
+def failure_labels(
+    labels: Labels, model_id: str | None, model_group: str | None, provider: str | None, status: str | None,
+    exc_class: str | None, error_class: str | None, payload_only: bool,
+) -> tuple[Labels, Labels | None, Labels | None, DeploymentState | None]:
+    """A failure's label sets from its success label values (`_labels`) and error: its own, and,
+    from a payload without the callback's deployment labels (`payload_only`), the deployment's
+    (guessed), the post-call failure hook's and the deployment state write (when a deployment was
+    selected); else None for those three. The C hot loop takes bare failure payloads through this
+    too (hotloop.py)."""
+    labels = msgspec.structs.replace(
+        labels, model_id=model_id if model_id is not None else "", status_code=None, exception_status=status,
+        exception_class=exc_class,
+    )
+    if not payload_only:
+        return labels, None, None, None
+    deployment = _guess_deployment(model_id, model_group, provider, labels, error_class)
+    state = None
+    if deployment.litellm_model_name:
+        state = DeploymentState(labels.model or "", model_id, labels.api_base, provider or "", 1)
+    # a failure payload stands for the post-call failure hook as well
+    requested = model_group if model_group else ("other" if model_group == "" else None)
+    proxy = msgspec.structs.replace(
+        labels, requested_model=requested, status_code=status, api_provider=provider, model_id=model_id,
+    )
+    return labels, deployment, proxy, state
+
+
 def _recorded_state(s: dict[str, str | None], value: int) -> DeploymentState:
     """`litellm_deployment_state`'s labels as the callback recorded them from LiteLLM's call."""
     return DeploymentState(s.get("litellm_model_name"), s.get("model_id"), redact_api_base(s.get("api_base")),
                            s.get("api_provider"), value)
 
 
-def _guess_deployment(p: Payload, labels: Labels, error_class: str | None) -> Labels:
+def _guess_deployment(
+    model_id: str | None, model_group: str | None, provider: str | None, labels: Labels, error_class: str | None
+) -> Labels:
     """Deployment-failure labels from a bare payload (P:3227-3375, without the live facts)."""
     common = {
         "hashed_api_key": labels.hashed_api_key, "api_key_alias": labels.api_key_alias,
@@ -383,16 +405,16 @@ def _guess_deployment(p: Payload, labels: Labels, error_class: str | None) -> La
         "user_agent": labels.user_agent, "exception_status": labels.exception_status,
         "exception_class": labels.exception_class,
     }
-    if p.model_id and error_class not in _PROXY_LEVEL_ERRORS:
+    if model_id and error_class not in _PROXY_LEVEL_ERRORS:
         return Labels(
-            litellm_model_name=labels.model, model_id=p.model_id, api_base=labels.api_base,
-            api_provider=p.custom_llm_provider, requested_model=p.model_group or labels.model,
-            model_group=p.model_group, **common,
+            litellm_model_name=labels.model, model_id=model_id, api_base=labels.api_base,
+            api_provider=provider, requested_model=model_group or labels.model,
+            model_group=model_group, **common,
         )
-    requested = p.model_group if p.model_group else "other"
+    requested = model_group if model_group else "other"
     return Labels(
         litellm_model_name="", model_id="", api_base="", api_provider="", requested_model=requested,
-        model_group=p.model_group or "", **common,
+        model_group=model_group or "", **common,
     )
 
 

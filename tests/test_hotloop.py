@@ -30,6 +30,7 @@ import math
 import os
 import pprint
 import random
+import re
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -1727,3 +1728,73 @@ def test_every_kind_of_byte_at_every_offset_of_a_string() -> None:
             (plain if b in PLAIN_BYTES else other).extend(lines)
     assert declined(plain) == 0  # the scan stops at no plain byte
     check(plain + other, batches=[97, 10_000])
+
+
+# -- failure payloads (slp._failure without facts, taken in C) ------------------------------------
+
+FAILURE_PARTS: dict[bytes, list[bytes]] = {
+    b'"error_code":500': [b'"error_code":500', b'"error_code":"500"', b'"error_code":""', b'"error_code":null',
+                          b'"error_code":-0', b'"error_code":-7', b'"error_code":4611686018427387904',
+                          b'"error_code":"x y"', b'"error_code":1.5', b'"error_code":true'],
+    b'"error_class":"RateLimitError"': [b'"error_class":"RateLimitError"', b'"error_class":"BadRequestError"',
+                                        b'"error_class":"ProxyModelNotFoundError"', b'"error_class":""',
+                                        b'"error_class":null', b'"error_class":"ProxyException"'],
+    b'"llm_provider":"openai"': [b'"llm_provider":"openai"', b'"llm_provider":""', b'"llm_provider":null',
+                                 b'"llm_provider":"x"', b'"llm_provider":"vertex_ai"'],
+    b'"model_id":"id1"': [b'"model_id":"id1"', b'"model_id":""', b'"model_id":null', b'"model_id":"id2"'],
+    b'"model_group":"gpt-4o"': [b'"model_group":"gpt-4o"', b'"model_group":""', b'"model_group":null'],
+    b'"startTime":1795452152.5': [b'"startTime":1795452152.5', b'"startTime":"2026-11-23T16:42:32.445690"',
+                                  b'"startTime":null', b'"startTime":"x"'],
+    b'"endTime":1795452153.25': [b'"endTime":1795452153.25', b'"endTime":9000000000.5', b'"endTime":1.25',
+                                 b'"endTime":null', b'"endTime":-1.0'],
+    b'"custom_llm_provider":"openai"': [b'"custom_llm_provider":"openai"', b'"custom_llm_provider":null'],
+    b'"model":"openai/gpt-4o"': [b'"model":"openai/gpt-4o"', b'"model":""', b'"model":null', b'"model":"o1"'],
+    b'"api_base":"https://api.openai.com"': [b'"api_base":"https://api.openai.com"', b'"api_base":null',
+                                             b'"api_base":"https://u:SECRET@h.example/v1?k=SECRET"'],
+    b'"response":{"id":"x"}': [b'"response":{"id":"x"}', b'"response":{"id":"x"},"zero_cost_diagnostic":{"reason":"r"}',
+                               b'"response":{"id":"x"},"end_user":"u"'],
+}
+F = _sub(_sub(P, b'"status":"success"', b'"status":"failure"'), b'"response_cost":1.35e-05,',
+         b'"response_cost":0.0,"error_str":"boom","error_information":{"error_code":500,'
+         b'"error_class":"RateLimitError","llm_provider":"openai"},')
+
+
+def failure_lines(n: int, seed: int) -> list[bytes]:
+    """F with one part replaced by each of its variants (FAILURE_PARTS): lines that differ in one
+    label value; then `n` with each part replaced by one of its variants at random."""
+    rnd = random.Random(seed)
+    lines = [_sub(F, part, variant) for part, variants in FAILURE_PARTS.items() for variant in variants]
+    lines += [re.sub(rb'"error_information":\{[^}]*\},', b'"error_information":null,', F)]
+    for _ in range(n):
+        line = F
+        for part, variants in FAILURE_PARTS.items():
+            line = _sub(line, part, rnd.choice(variants))
+        if rnd.random() < 0.1:
+            line = re.sub(rb'"error_information":\{[^}]*\},', rnd.choice([b'"error_information":null,', b""]), line)
+        lines.append(line)
+    return lines
+
+
+@pytest.mark.parametrize("kw", SETTINGS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "default")
+def test_failure_payloads(kw: dict[str, Any]) -> None:
+    """Every part of a failure payload that decides its label sets or deployment state, in random
+    combinations, among successes: the C loop takes all of them but error codes no label has."""
+    require_c()
+    failures = failure_lines(600, 5)
+    odd = [b'"error_code":1.5', b'"error_code":true', b'"error_code":4611686018427387904',  # (beyond 18 digits)
+           b'"startTime":"x"', b'"endTime":-1.0',  # skipped
+           b'"startTime":"2026-11-23T16:42:32.445690"']  # (payload times in C: numbers)
+    plain = [line for line in failures if not any(o in line for o in odd)]
+    assert declined(plain) == 0
+    check(plain, **kw)  # alone: lines the Python way would hide some differences (the newest time)
+    lines = [line for pair in zip(failures, generated("slp", len(failures), 3, 0.0), strict=True) for line in pair]
+    # a success and a failure whose raw values are the same in a row (zero cost reason "r"; error
+    # class "r" of provider "i"): slots are keyed by kind too
+    lines += [_sub(P, b'"response":{"id":"x"}', b'"response":{"id":"x"},"zero_cost_diagnostic":{"reason":"r"}'),
+              _sub(F, b'"error_code":500,"error_class":"RateLimitError","llm_provider":"openai"',
+                   b'"error_code":null,"error_class":"r","llm_provider":"i"')]
+    # the callback's records of failures: their facts decide (the Python way)
+    facts = b'"skip_metrics":false,"exception_status":"503","exception_class":"Openai.X"'
+    lines += [_sub(_sub(R, b'"status":"success"', b'"status":"failure"'), b'"skip_metrics":false', facts),
+              _sub(_sub(R, b'"hook":"success"', b'"hook":"failure"'), b'"skip_metrics":false', facts)]
+    check(lines, **kw)
