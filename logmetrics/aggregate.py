@@ -16,7 +16,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import add, itemgetter
 
 import msgspec
 
@@ -128,8 +128,9 @@ class Histogram:
         return sum(self.counts)
 
     def __add__(self, other: Histogram) -> Histogram:
-        return Histogram([a + b for a, b in zip(self.counts, other.counts, strict=True)],
-                         self.sum_exact + other.sum_exact)
+        if len(self.counts) != len(other.counts):
+            raise ValueError("histograms of different buckets")
+        return Histogram(list(map(add, self.counts, other.counts)), self.sum_exact + other.sum_exact)
 
 
 @dataclass
@@ -686,22 +687,18 @@ class Aggregator:
             values: dict[tuple[str, ...], float | Histogram] = {}
             exact_sums = False
             for feed in family.feeds:
-                slot = SLOT.get(feed.value, 0)
+                slot = SLOT.get(feed.value, 0)  # zero_cost: the requests
                 zero_cost = feed.value == "zero_cost"
                 dense = feed.value in DENSE
                 exact_sums = feed.value in EXACT
                 zero = 0 if exact_sums else 0.0
-                for sig, acc in by_kind[feed.kind]:
-                    labels = _labels_from(sig, feed.labels_from)
-                    if labels is None:
+                source = feed.labels_from
+                for sig, acc in by_kind[feed.kind]:  # (the cheap tests first: most label sets skip most families)
+                    value = acc[slot]
+                    if value is None or (not dense and not value) or (zero_cost and sig.zero_cost_reason is None):
                         continue
-                    if zero_cost:
-                        if sig.zero_cost_reason is None:
-                            continue
-                        value: object = acc[0]
-                    else:
-                        value = acc[slot]
-                    if value is None or (not dense and not value):
+                    labels = sig.labels if source == "labels" else _labels_from(sig, source)
+                    if labels is None:
                         continue
                     if pick is None:
                         key = _key(family, labels, sig)
@@ -712,7 +709,10 @@ class Aggregator:
                                 map(dict.__getitem__, _RENDERERS, msgspec.structs.astuple(labels))
                             )
                         key = pick(exposed)
-                    _merge(values, key, value, zero)
+                    if isinstance(value, Histogram):
+                        _merge_histogram(values, key, value)
+                    else:
+                        values[key] = values.get(key, zero) + value  # type: ignore[operator]
             if exact_sums:  # a family's feeds are all exact sums or none is
                 values = {key: inexact(v) for key, v in values.items()}  # type: ignore[arg-type]
             yield Series(family, values)
@@ -819,19 +819,13 @@ def _key(family: Family, labels: Labels, sig: Signature) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _merge(
-    values: dict[tuple[str, ...], float | Histogram], key: tuple[str, ...], value: object, zero: float = 0.0
-) -> None:
-    if isinstance(value, Histogram):
-        have = values.get(key)
-        if have is None:
-            values[key] = value  # the accumulator's own: a projection is read, never written
-        else:
-            assert isinstance(have, Histogram)
-            values[key] = have + value
+def _merge_histogram(values: dict[tuple[str, ...], float | Histogram], key: tuple[str, ...], value: Histogram) -> None:
+    have = values.get(key)
+    if have is None:
+        values[key] = value  # the accumulator's own: a projection is read, never written
     else:
-        assert isinstance(value, (int, float))
-        values[key] = values.get(key, zero) + value  # type: ignore[operator]
+        assert isinstance(have, Histogram)
+        values[key] = have + value
 
 
 def feed_all(agg: Aggregator, results: Iterable[ParseResult | None]) -> None:
