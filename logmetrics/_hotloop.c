@@ -14,7 +14,9 @@
  *
  * The rules follow slp.py (event_from_payload, _failure), parse.py (_compact_record, _compact_time) and
  * aggregate.py (_request, _success, _observe, _view, set_state) line by line; the comments name
- * the Python they mirror. tests/test_hotloop.py holds both paths to identical results.
+ * the Python they mirror. Deployment state writes of keys already there wait too (StateWrite),
+ * until the feed ends or a line goes the Python way. tests/test_hotloop.py holds both paths to
+ * identical results.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -878,6 +880,9 @@ typedef struct {
     struct Pend **pend;    /* additions waiting (see Pend): open addressing by (acc, stats), at most half full */
     size_t pend_cap, pend_used;
     struct Pend *pend_first, **pend_last; /* the same, in the order they were made */
+    struct StateWrite *writes; /* deployment state writes waiting (see state_write): open addressing */
+    size_t writes_cap, writes_used;
+    uint64_t writes_seq;
     /* per feed */
     PyObject *state, *state_records, *dropped_kinds, *max_series;
     Py_ssize_t records;
@@ -949,25 +954,104 @@ static int stats_add_int(PyObject *stats, PyObject *name, int64_t v) {
     return r;
 }
 
-/* Aggregator.set_state, for a key already there or with room; else the Python method */
-static int set_state(Loop *L, PyObject *key, long value) {
-    PyObject *v = PyLong_FromLong(value);
-    if (v == NULL) return -1;
-    PyObject *have = PyDict_GetItemWithError(L->state, key);
-    int r;
-    if (have == NULL && PyErr_Occurred()) {
-        r = -1;
-    } else if (have != NULL || PyDict_GET_SIZE(L->state) < L->max_state) {
-        r = have != NULL ? PyDict_DelItem(L->state, key) : 0;
-        if (r == 0 && L->state_records != Py_None) r = dict_add(L->state_records, key, i_one);
-        if (r == 0) r = PyDict_SetItem(L->state, key, v);
-    } else {
-        PyObject *res = PyObject_CallMethodObjArgs(L->agg, s_set_state, key, v, NULL);
-        r = res == NULL ? -1 : 0;
-        Py_XDECREF(res);
+/* Deployment state writes (Aggregator.set_state) of keys already in the state wait here, per key
+ * object: the last value, how many writes, and when the last was. They are written in that order
+ * (each key re-inserted last, its records counted) before anything else writes to the state: a new
+ * key, a line that goes the Python way, the end of the feed. The state's order and values are then
+ * as if each had been written at once. */
+typedef struct StateWrite {
+    PyObject *key; /* strong; NULL: free */
+    long value;
+    int64_t count;
+    uint64_t seq;
+} StateWrite;
+
+static size_t ptr_mix(const void *a, const void *b) {
+    uint64_t x = ((uint64_t)(uintptr_t)a >> 4) * UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)(uintptr_t)b;
+    x *= UINT64_C(0xBF58476D1CE4E5B9);
+    return (size_t)(x ^ (x >> 31));
+}
+
+static int seq_order(const void *a, const void *b) {
+    uint64_t x = (*(StateWrite *const *)a)->seq, y = (*(StateWrite *const *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+/* Write the waiting state writes (all of them, even after a failure) and empty the table. */
+static int state_flush(Loop *L) {
+    if (L->writes_used == 0) return 0;
+    StateWrite **order = PyMem_Malloc(sizeof *order * L->writes_used);
+    int r = order == NULL ? (PyErr_NoMemory(), -1) : 0;
+    size_t n = 0;
+    for (size_t i = 0; i < L->writes_cap; i++)
+        if (L->writes[i].key != NULL && order != NULL) order[n++] = &L->writes[i];
+    if (order != NULL) qsort(order, n, sizeof *order, seq_order);
+    for (size_t i = 0; i < n && r == 0; i++) { /* Aggregator.set_state of a key already there */
+        StateWrite *w = order[i];
+        PyObject *v = PyLong_FromLong(w->value);
+        r = v == NULL ? -1 : PyDict_DelItem(L->state, w->key);
+        if (r == 0 && L->state_records != Py_None) r = stats_add_int(L->state_records, w->key, w->count);
+        if (r == 0) r = PyDict_SetItem(L->state, w->key, v);
+        Py_XDECREF(v);
     }
-    Py_DECREF(v);
+    PyMem_Free(order);
+    for (size_t i = 0; i < L->writes_cap; i++) Py_CLEAR(L->writes[i].key);
+    L->writes_used = 0;
     return r;
+}
+
+static size_t key_slot(const StateWrite *table, size_t cap, const PyObject *key) {
+    size_t mask = cap - 1, i = ptr_mix(key, NULL) & mask;
+    while (table[i].key != NULL && table[i].key != key) i = (i + 1) & mask;
+    return i;
+}
+
+/* Aggregator.set_state: a key already in the state waits (see StateWrite); a new one is written
+ * at once after those waiting, or by the Python method when the state is full. */
+static int set_state(Loop *L, PyObject *key, long value) {
+    size_t i = key_slot(L->writes, L->writes_cap, key);
+    StateWrite *w = &L->writes[i];
+    if (w->key == NULL) {
+        PyObject *have = PyDict_GetItemWithError(L->state, key);
+        if (have == NULL && PyErr_Occurred()) return -1;
+        if (have == NULL) { /* a new key: after those waiting */
+            if (state_flush(L)) return -1;
+            PyObject *v = PyLong_FromLong(value);
+            if (v == NULL) return -1;
+            int r;
+            if (PyDict_GET_SIZE(L->state) < L->max_state) {
+                r = L->state_records != Py_None ? dict_add(L->state_records, key, i_one) : 0;
+                if (r == 0) r = PyDict_SetItem(L->state, key, v);
+            } else {
+                PyObject *res = PyObject_CallMethodObjArgs(L->agg, s_set_state, key, v, NULL);
+                r = res == NULL ? -1 : 0;
+                Py_XDECREF(res);
+            }
+            Py_DECREF(v);
+            return r;
+        }
+        if ((L->writes_used + 1) * 2 > L->writes_cap) { /* grow, at most half full */
+            size_t cap = L->writes_cap * 2;
+            StateWrite *table = PyMem_Calloc(cap, sizeof *table);
+            if (table == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            for (size_t j = 0; j < L->writes_cap; j++)
+                if (L->writes[j].key != NULL) table[key_slot(table, cap, L->writes[j].key)] = L->writes[j];
+            PyMem_Free(L->writes);
+            L->writes = table;
+            L->writes_cap = cap;
+            w = &L->writes[key_slot(table, cap, key)];
+        }
+        w->key = Py_NewRef(key);
+        w->count = 0;
+        L->writes_used++;
+    }
+    w->value = value;
+    w->count++;
+    w->seq = ++L->writes_seq;
+    return 0;
 }
 
 /* What a record adds; counts are 0 when absent (the event's None or 0 alike, as the Python adds
@@ -1102,11 +1186,6 @@ typedef struct Pend {
     PHist *hist[6];
 } Pend;
 
-static size_t ptr_mix(const void *a, const void *b) {
-    uint64_t x = ((uint64_t)(uintptr_t)a >> 4) * UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)(uintptr_t)b;
-    x *= UINT64_C(0xBF58476D1CE4E5B9);
-    return (size_t)(x ^ (x >> 31));
-}
 
 /* aggregate._observe's histogram (made at the first observation), borrowed; NULL with an exception */
 static PyObject *histogram_of(Loop *L, PyObject *acc, int k) {
@@ -1930,7 +2009,7 @@ static int take(Loop *L, const char *line, Py_ssize_t n, Rec *R) {
 
 /* The feed's record count, times and records folded into the aggregator (the additions wait: Pend) */
 static int flush(Loop *L) {
-    int r = 0;
+    int r = state_flush(L);
     for (int success = 0; success < 2 && r == 0; success++) {
         if (!L->dropped[success]) continue;
         PyObject *n = PyLong_FromLongLong(L->dropped[success]);
@@ -2016,6 +2095,7 @@ static int begin(Loop *L) {
 static int feed_line(Loop *L, PyObject *obj, const char *p, Py_ssize_t n, Rec *R) {
     int r = take(L, p, n, R);
     if (r != 0) return r < 0 ? -1 : 0;
+    if (state_flush(L)) return -1; /* the Python way may write the state */
     PyObject *line = obj != NULL ? Py_NewRef(obj) : PyBytes_FromStringAndSize(p, n);
     PyObject *res = line == NULL ? NULL : PyObject_CallOneArg(L->parse, line);
     PyObject *done = res == NULL ? NULL : PyObject_CallOneArg(L->add, res);
@@ -2128,7 +2208,9 @@ static int Loop_init(Loop *L, PyObject *args, PyObject *kwds) {
     L->pend = PyMem_Calloc(PEND_MIN, sizeof *L->pend);
     L->pend_cap = PEND_MIN;
     L->pend_last = &L->pend_first;
-    if (L->pend == NULL) {
+    L->writes = PyMem_Calloc(PEND_MIN, sizeof *L->writes);
+    L->writes_cap = PEND_MIN;
+    if (L->pend == NULL || L->writes == NULL) {
         PyErr_NoMemory();
         return -1;
     }
@@ -2171,6 +2253,8 @@ static void Loop_dealloc(Loop *L) {
         pend_free(p);
     }
     PyMem_Free(L->pend);
+    for (size_t i = 0; i < L->writes_cap; i++) Py_XDECREF(L->writes[i].key);
+    PyMem_Free(L->writes);
     Py_TYPE(L)->tp_free((PyObject *)L);
 }
 

@@ -13,11 +13,11 @@ event.
 The additions wait in C, per accumulator (integers only: exact sums stay exact in any order, and
 the lines that go the Python way add to the same accumulators meanwhile), until something reads
 the aggregator: `Aggregator.settle` writes them first (`Aggregator.defer`). The record count,
-times, folded records and the deployment state reach the aggregator at once or at the end of each
-call. Label sets are still made in Python (`Aggregator.slot`, `slp.labels_200`), once per
-distinct set: the C side caches the slots by the record's raw label values (each interned to a
-16-bit id, so that a key is a few dozen bytes and tens of thousands fit), for one
-`Aggregator.generation`.
+times and folded records reach the aggregator at the end of each call; the deployment state's
+writes too, in their order, or before a line that goes the Python way. Label sets are still made
+in Python (`Aggregator.slot`, `slp.labels_200`, `slp.failure_labels`), once per distinct set: the
+C side caches the slots by the record's raw label values (each interned to a 16-bit id, so that a
+key is a few dozen bytes and tens of thousands fit), for one `Aggregator.generation`.
 
 Without a C compiler at install time the module is missing and the Python loop does it all;
 `LOGMETRICS_PURE_PYTHON=1` chooses that too. tests/test_hotloop.py holds both paths to the same
