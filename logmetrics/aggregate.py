@@ -68,6 +68,12 @@ ACCESS_FAMILY = "logmetrics_http_access_lines"
 StateKey = tuple[str | None, ...]  # litellm_deployment_state's label values
 _OVERFLOW_STATE: StateKey = (OVERFLOW, OVERFLOW, OVERFLOW, OVERFLOW)
 
+
+def state_key(s: DeploymentState) -> StateKey:
+    """A deployment state write's key in `Aggregator.state`."""
+    return (s.litellm_model_name, s.model_id, s.api_base, s.api_provider)
+
+
 # Sums of floats (spend, histogram sums) are kept exact: as integers in units of 2**-200. Adding
 # integers does not depend on their order, so a sum is the same whichever way its values are
 # grouped (parallel replay merges partial states: `Aggregator.merge`) and is rounded once, when
@@ -358,7 +364,7 @@ class Aggregator:
             self._dropped_kinds[kind] += 1
         s = e.state
         if s is not None:
-            self.set_state((s.litellm_model_name, s.model_id, s.api_base, s.api_provider), s.value)
+            self.set_state(state_key(s), s.value)
         if kind is EventKind.SUCCESS:
             self._success(e, acc)
         if stats is not None:

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from logmetrics.aggregate import _H_TOTAL, HISTOGRAMS, Aggregator, Histogram, ModelStats, StateKey
+from logmetrics.aggregate import _H_TOTAL, HISTOGRAMS, Aggregator, Histogram, ModelStats, StateKey, state_key
 from logmetrics.events import EventKind, Labels
 from logmetrics.parse import Parser
 from logmetrics.slp import (
@@ -65,8 +65,7 @@ class HotLoop:
         self.parser = parser
         self._loop = _hotloop.Loop(
             agg, parser.parse, agg.add, self._payload_slot, self._failure_slot, self._compact_slot, parser.second,
-            Histogram,
-            EventKind.SUCCESS, EventKind.FAILURE, tuple(HISTOGRAMS.values()), _H_TOTAL, MAX_TIME,
+            Histogram, EventKind.SUCCESS, EventKind.FAILURE, tuple(HISTOGRAMS.values()), _H_TOTAL, MAX_TIME,
             parser.max_line_bytes, parser.end_user_label, Lines,
         )
         agg.defer(self._loop.settle)
@@ -99,8 +98,7 @@ class HotLoop:
             exception_class_label(error_class, llm_provider), error_class, True,
         )
         acc, stats, folded = self.agg.slot(EventKind.FAILURE, labels, deployment, proxy, zero_cost_reason)
-        key = None if state is None else (state.litellm_model_name, state.model_id, state.api_base, state.api_provider)
-        return acc, stats, folded, key
+        return acc, stats, folded, None if state is None else state_key(state)
 
     def _compact_slot(
         self, model: str | None, provider: str | None, failed: bool
