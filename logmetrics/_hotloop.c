@@ -12,11 +12,11 @@
  * exactly where exactness matters, time forms other than the ones LiteLLM writes, anything msgspec
  * would reject or that might raise in slp.py / parse.py.
  *
- * The rules follow slp.py (event_from_payload, _failure), parse.py (_compact_record, _compact_time) and
- * aggregate.py (_request, _success, _observe, _view, set_state) line by line; the comments name
- * the Python they mirror. Deployment state writes of keys already there wait too (StateWrite),
- * until the feed ends or a line goes the Python way. tests/test_hotloop.py holds both paths to
- * identical results.
+ * The rules follow slp.py (event_from_payload, _failure), parse.py (_compact_record,
+ * _compact_time) and aggregate.py (_request, _success, _observe, _view, set_state) line by line;
+ * the comments name the Python they mirror. Deployment state writes of keys already there wait
+ * too (StateWrite), until the feed ends or a line goes the Python way. tests/test_hotloop.py holds
+ * both paths to identical results.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -880,7 +880,7 @@ typedef struct {
     struct Pend **pend;    /* additions waiting (see Pend): open addressing by (acc, stats), at most half full */
     size_t pend_cap, pend_used;
     struct Pend *pend_first, **pend_last; /* the same, in the order they were made */
-    struct StateWrite *writes; /* deployment state writes waiting (see state_write): open addressing */
+    struct StateWrite *writes; /* deployment state writes waiting (see StateWrite): open addressing */
     size_t writes_cap, writes_used;
     uint64_t writes_seq;
     /* per feed */
